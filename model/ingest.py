@@ -1,0 +1,93 @@
+"""Building a feature store from a music collection, on every core, resumable at any point."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from model.audio import AudioError, decode, resample
+from model.collection import Candidate, discover
+from model.features import track_features
+from model.progress import Progress
+from model.store import Store, Track
+
+
+@dataclass
+class Summary:
+    stored: int = 0
+    already: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
+    seconds: float = 0.0
+
+    def report(self) -> str:
+        rate = self.stored / self.seconds if self.seconds > 0 else 0.0
+        lines = [f"stored {self.stored} tracks, {self.already} already stored, {len(self.skipped)} skipped, "
+                 f"in {self.seconds:.1f} s ({rate:.1f} tracks/s)"]
+        lines += [f"  skipped {path}: {reason}" for path, reason in self.skipped]
+        return "\n".join(lines)
+
+
+def process(store_root: Path, candidate: Candidate) -> Track:
+    """Decode one file once, compute its features and write them; raises AudioError for bad audio."""
+    audio = decode(candidate.path)
+    features = track_features(resample(audio.samples, audio.sample_rate))
+    Store.write_features_at(store_root, candidate.genre, candidate.id, **features)
+    return Track(id=candidate.id, genre=candidate.genre, source=str(candidate.path),
+                 duration_s=round(audio.duration_s, 3), content_hash=audio.content_hash)
+
+
+def _init_worker() -> None:
+    # One process per core: nested BLAS or numba threads would only fight over the same cores.
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1)
+
+
+def _attempt(store_root: Path, candidate: Candidate) -> Track | str:
+    try:
+        return process(store_root, candidate)
+    except AudioError as error:
+        return str(error)
+    except Exception as error:  # a worker must report, never die: the run goes on with the other files
+        return f"failed: {type(error).__name__}: {error}"
+
+
+def ingest(source: Path, data_dir: Path, workers: int | None = None, progress: bool = True) -> Summary:
+    """Store every track under `source` that `data_dir` does not hold yet."""
+    start = time.perf_counter()
+    candidates, passed_over = discover(source)
+    store = Store(data_dir, create=True)
+    summary = Summary(skipped=[(str(p), reason) for p, reason in passed_over])
+    todo = []
+    for c in candidates:
+        if store.find(c.id) is None:
+            todo.append(c)
+        else:
+            summary.already += 1
+    for genre in sorted({c.genre for c in todo}):
+        store.prepare(genre)
+    bar = Progress(len(todo), label="preprocess") if progress and todo else None
+
+    def record(candidate: Candidate, result: Track | str) -> None:
+        if isinstance(result, Track):
+            store.commit(result)
+            summary.stored += 1
+        else:
+            summary.skipped.append((str(candidate.path), result))
+        if bar:
+            bar.update(note=candidate.id)
+
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    if workers == 1:
+        for c in todo:
+            record(c, _attempt(store.root, c))
+    else:
+        context = multiprocessing.get_context("spawn" if os.name == "nt" else "forkserver")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+            futures = {pool.submit(_attempt, store.root, c): c for c in todo}
+            for future in as_completed(futures):
+                record(futures[future], future.result())
+    summary.seconds = time.perf_counter() - start
+    return summary

@@ -1,0 +1,47 @@
+"""The single source of truth for every audio, feature and label parameter.
+
+Stores record `feature_params()` in their manifest; loading a store whose recorded
+parameters differ from these is an error (see `model.store`).
+"""
+from __future__ import annotations
+
+GENRES: tuple[str, ...] = (
+    "blues", "classical", "country", "disco", "hiphop",
+    "jazz", "metal", "pop", "reggae", "rock",
+)
+
+# MusiCNN's input, as the musicnn 0.1.0 wheel computes it (configuration.py there).
+# 16 kHz also keeps the network blind above 8 kHz, where GTZAN clips differ in bandwidth.
+SAMPLE_RATE = 16000          # Hz
+N_FFT = 512                  # samples (32 ms)
+HOP_LENGTH = 256             # samples (16 ms)
+N_MELS = 96
+PATCH_FRAMES = 187           # frames per network patch (~3 s)
+LOG_MEL_SCALE = 10000.0      # log10(1 + scale * power mel), as the wheel does
+
+# Chromagram for the recommender, from the same 16 kHz signal (pitch lives well below 8 kHz).
+CHROMA_N_FFT = 4096          # samples (256 ms): ~3.9 Hz bins resolve semitones from ~65 Hz up
+CHROMA_HOP = 512             # samples (32 ms)
+N_CHROMA = 12
+
+MIN_DURATION_S = 1.0         # shorter uploads or library files are rejected
+MAX_PATCHES = 8              # patches per track at prediction: bounds the cost of long songs
+
+# Bump when the way features are computed changes without a parameter changing.
+FEATURE_VERSION = 1
+
+
+def feature_params() -> dict:
+    """The parameters a store's features depend on, as recorded in its manifest."""
+    return {
+        "feature_version": FEATURE_VERSION,
+        "sample_rate": SAMPLE_RATE,
+        "n_fft": N_FFT,
+        "hop_length": HOP_LENGTH,
+        "n_mels": N_MELS,
+        "log_mel_scale": LOG_MEL_SCALE,
+        "patch_frames": PATCH_FRAMES,
+        "chroma_n_fft": CHROMA_N_FFT,
+        "chroma_hop": CHROMA_HOP,
+        "n_chroma": N_CHROMA,
+    }

@@ -1,0 +1,31 @@
+"""Where the shipped weights live, and how they are written and read."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import keras
+
+from model.atomic import atomic_write
+
+BACKBONE_FILE = "msd_musicnn.weights.h5"
+HEAD_FILE = "genre_head.weights.h5"
+HEAD_INFO_FILE = "genre_head.json"
+LICENCE_FILE = "LICENSE-musicnn.md"
+
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def atomic_save_weights(model: keras.Model, target: Path) -> None:
+    """Save Keras weights without ever leaving a half-written file at `target`."""
+    # Keras insists on the '.weights.h5' ending, so it writes to a sibling that is then moved in place.
+    staging = target.with_name(f".staging.{target.name}")
+    model.save_weights(staging, overwrite=True)
+    with atomic_write(target) as f:
+        f.write(staging.read_bytes())
+    staging.unlink()
+
+
+def file_digest(path: Path) -> str:
+    """Short sha256 of a file: names the weights that cached embeddings were computed with."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]

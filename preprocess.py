@@ -1,0 +1,36 @@
+"""Build Soundalike's feature store from a music collection.
+
+    python preprocess.py SOURCE [--data DIR] [--workers N]
+
+SOURCE is a GTZAN collection (the Kaggle copy, the original tarball's `genres/`) or any folder of
+<genre>/ sub-folders of audio. A re-run stores only what is new; an interrupted run is completed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from model.ingest import ingest
+from model.store import StoreError
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", type=Path, help="GTZAN collection or music folder with <genre>/ sub-folders")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="store folder (default: data/)")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+    args = parser.parse_args(argv)
+    try:
+        summary = ingest(args.source, args.data, workers=args.workers)
+    except (FileNotFoundError, StoreError) as error:
+        print(f"preprocess: {error}", file=sys.stderr)
+        return 2
+    print(summary.report())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
