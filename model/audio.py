@@ -77,6 +77,7 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) ->
 
 
 def _reason(error: Exception) -> str:
-    text = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-    # libsndfile's messages name the (temporary) file: keep only what it says of the content.
-    return text.split(": ", 1)[-1] if "Error opening" in text else text
+    # libsndfile's message names the (temporary) file; keep only what it says of the content.
+    detail = str(error).strip().rsplit(": ", 1)[-1].rstrip(".") or type(error).__name__
+    # For bytes it cannot even frame, libsndfile says the *file* does not exist: not helpful.
+    return "unrecognised or damaged data" if "does not exist" in detail else detail

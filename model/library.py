@@ -1,0 +1,91 @@
+"""The service's state: a store, the classifier and the k-NN index over the store, built once.
+
+`Library.analyse` is all a request does: features, one network pass, one index query.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model.audio import Audio, resample
+from model.classifier import GenreClassifier
+from model.embeddings import patch_embeddings
+from model.features import track_features
+from model.params import MAX_PATCHES
+from model.recommender import GenreKnn, SpaceScaler, chroma_summary
+from model.store import Store, StoreError, Track
+from model.weights import BACKBONE_FILE, file_digest
+
+FEATURE_SPACES = ("chroma", "embedding", "mix")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    track: Track
+    distance: float     # k-NN distance in the standardised feature space
+    similarity: float   # 1 / (1 + distance): 1 for identical features, towards 0 for distant ones
+
+
+@dataclass(frozen=True)
+class Analysis:
+    genre: str
+    probabilities: dict[str, float]         # every genre, most probable first
+    match: Track | None                     # the library track whose decoded audio the upload is
+    recommendations: list[Recommendation]   # nearest first, never `match`
+    duration_s: float
+
+
+class Library:
+    """Recommendations from `store` in the feature space `features` ("chroma", "embedding" or
+    "mix"), searched in `scope` ("genre": the predicted genre's tracks first; "library": all)."""
+
+    def __init__(self, store: Store, classifier: GenreClassifier, weights_dir: Path,
+                 features: str = "chroma", scope: str = "genre", mix_weights: tuple[float, float] = (1.0, 1.0)) -> None:
+        if features not in FEATURE_SPACES:
+            raise ValueError(f"features must be one of {FEATURE_SPACES}, not {features!r}")
+        self.store, self.classifier, self.features, self.scope = store, classifier, features, scope
+        self.tracks = store.tracks()
+        if not self.tracks:
+            raise StoreError(f"the store at {store.root} holds no tracks: build it with preprocess.py")
+        self._by_hash = {t.content_hash: i for i, t in enumerate(self.tracks)}
+        blocks = self._blocks(
+            lambda: np.array([chroma_summary(store.load(t)["chroma"]) for t in self.tracks]),
+            lambda: self._embeddings(Path(weights_dir)))
+        self.scaler = SpaceScaler(mix_weights if features == "mix" else None).fit(blocks)
+        self.index = GenreKnn(scope=scope).fit(self.scaler.transform(blocks), [t.genre for t in self.tracks])
+        self.warm_up()
+
+    def _embeddings(self, weights_dir: Path) -> np.ndarray:
+        # The mean over the same patches that `GenreClassifier.analyse` looks at in a request.
+        per_track = patch_embeddings(self.store, self.tracks, lambda batch: self.classifier.analyse_patches(batch)[1],
+                                     file_digest(weights_dir / BACKBONE_FILE), MAX_PATCHES)
+        return np.array([e.mean(axis=0) for e in per_track])
+
+    def _blocks(self, chroma, embedding) -> list[np.ndarray]:
+        """The feature spaces in use, each computed (by calling it) only when needed."""
+        spaces = {"chroma": [chroma], "embedding": [embedding], "mix": [chroma, embedding]}[self.features]
+        return [compute() for compute in spaces]
+
+    def warm_up(self) -> None:
+        """Run the whole request path once, on 30 s of noise at a rate that needs resampling: the
+        first calls of librosa and of the network at its largest batch (MAX_PATCHES) are the slow ones."""
+        noise = np.random.default_rng(0).uniform(-0.5, 0.5, 30 * 22050).astype(np.float32)
+        self.analyse(Audio(noise, 22050, content_hash=""))
+
+    def analyse(self, audio: Audio) -> Analysis:
+        features = track_features(resample(audio.samples, audio.sample_rate))
+        probs, embedding = self.classifier.analyse(features["mel"])
+        order = np.argsort(-probs, kind="stable")
+        genres = [self.classifier.genres[i] for i in order]
+        match = self._by_hash.get(audio.content_hash)
+        query = self.scaler.transform(self._blocks(lambda: chroma_summary(features["chroma"]), lambda: embedding))
+        picks = self.index.query(query[0], genres, exclude=() if match is None else (match,))
+        return Analysis(
+            genre=genres[0],
+            probabilities={g: float(probs[i]) for g, i in zip(genres, order)},
+            match=None if match is None else self.tracks[match],
+            recommendations=[Recommendation(self.tracks[p.index], p.distance, 1.0 / (1.0 + p.distance))
+                             for p in picks],
+            duration_s=audio.duration_s)

@@ -1,0 +1,60 @@
+"""Print the genre prediction of audio files as JSON.
+
+    python -m model.predict FILE [FILE ...] [--weights DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from model.audio import Audio, AudioError, AudioSource, decode, resample
+from model.classifier import GenreClassifier, WeightsError
+from model.features import log_mel
+from model.weights import DEFAULT_WEIGHTS_DIR
+
+
+@dataclass(frozen=True)
+class Prediction:
+    genre: str
+    probabilities: dict[str, float]   # every genre, summing to 1
+    duration_s: float
+
+    def to_json(self) -> dict:
+        return {"genre": self.genre, "probabilities": self.probabilities, "duration_s": round(self.duration_s, 3)}
+
+
+def predict_audio(classifier: GenreClassifier, audio: Audio) -> Prediction:
+    probs, _ = classifier.analyse(log_mel(resample(audio.samples, audio.sample_rate)))
+    probabilities = {g: float(p) for g, p in zip(classifier.genres, probs)}
+    return Prediction(max(probabilities, key=probabilities.get), probabilities, audio.duration_s)
+
+
+def predict_file(classifier: GenreClassifier, source: AudioSource) -> Prediction:
+    return predict_audio(classifier, decode(source))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS_DIR)
+    args = parser.parse_args(argv)
+    try:
+        classifier = GenreClassifier.load(args.weights)
+    except WeightsError as error:
+        print(f"predict: {error}", file=sys.stderr)
+        return 2
+    status = 0
+    for path in args.files:
+        try:
+            result = {"file": str(path), **predict_file(classifier, path).to_json()}
+        except (AudioError, OSError) as error:
+            result, status = {"file": str(path), "error": str(error)}, 1
+        print(json.dumps(result))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""The service's configuration, from SOUNDALIKE_* environment variables.
+
+It imports nothing heavy, so that gunicorn's configuration file can read the address from it
+before any worker loads TensorFlow."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path           # the feature store
+    weights_dir: Path        # the network's and the genre head's weights
+    upload_dir: Path         # kept uploads
+    host: str
+    port: int
+    features: str            # recommender feature space: chroma | embedding | mix
+    scope: str               # recommender search: genre | library
+    max_upload_mb: float
+    max_uploads: int         # kept uploads beyond this many are deleted, oldest first
+
+
+def from_env(env: Mapping[str, str] = os.environ) -> Settings:
+    def get(name: str, default: str) -> str:
+        return env.get(f"SOUNDALIKE_{name}") or default
+
+    return Settings(
+        data_dir=Path(get("DATA_DIR", str(ROOT / "data"))),
+        weights_dir=Path(get("WEIGHTS_DIR", str(ROOT / "weights"))),
+        upload_dir=Path(get("UPLOAD_DIR", str(ROOT / "input_data"))),
+        host=get("HOST", "127.0.0.1"),
+        port=int(get("PORT", "5000")),
+        features=get("FEATURES", "chroma"),
+        scope=get("SCOPE", "genre"),
+        max_upload_mb=float(get("MAX_UPLOAD_MB", "50")),
+        max_uploads=int(get("MAX_UPLOADS", "200")),
+    )

@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from conftest import tone
+from model.features import chromagram, log_mel, patch_starts, patches, track_features
+from model.params import CHROMA_HOP, HOP_LENGTH, N_CHROMA, N_MELS, PATCH_FRAMES, SAMPLE_RATE
+
+
+def test_feature_shapes_follow_the_parameters():
+    y = tone(5.0, SAMPLE_RATE)
+    features = track_features(y)
+    assert features["mel"].shape == (1 + len(y) // HOP_LENGTH, N_MELS)
+    assert features["chroma"].shape == (N_CHROMA, 1 + len(y) // CHROMA_HOP)
+    assert features["mel"].dtype == features["chroma"].dtype == np.float32
+    assert features["mel"].min() >= 0
+
+
+def test_features_refuse_another_sample_rate():
+    with pytest.raises(ValueError, match="16000"):
+        log_mel(tone(2.0, 22050), sr=22050)
+    with pytest.raises(ValueError, match="16000"):
+        chromagram(tone(2.0, 22050), sr=22050)
+
+
+def test_short_clip_is_one_zero_padded_patch():
+    mel = np.ones((120, N_MELS), np.float32)
+    batch = patches(mel)
+    assert batch.shape == (1, PATCH_FRAMES, N_MELS)
+    assert np.all(batch[0, :120] == 1) and np.all(batch[0, 120:] == 0)
+
+
+def test_whole_patches_as_the_wheel_cuts_them():
+    assert list(patch_starts(1876)) == [i * PATCH_FRAMES for i in range(10)]
+    assert list(patch_starts(PATCH_FRAMES)) == [0]
+
+
+def test_long_tracks_get_a_bounded_number_of_patches_spread_over_them():
+    n_frames = 10 * 60 * SAMPLE_RATE // HOP_LENGTH  # ten minutes
+    starts = patch_starts(n_frames, max_patches=5)
+    assert len(starts) == 5 and starts[0] == 0 and starts[-1] == n_frames - PATCH_FRAMES
+    assert np.all(np.diff(starts) > PATCH_FRAMES)
+    assert patches(np.zeros((n_frames, N_MELS), np.float32), max_patches=5).shape == (5, PATCH_FRAMES, N_MELS)

@@ -1,0 +1,136 @@
+"""preprocess.py and the store: GTZAN's layouts, bad files, resuming, kill safety, parameter checks."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, tone, write_audio
+from model.collection import UNSORTED, discover
+from model.ingest import ingest
+from model.params import N_CHROMA, N_MELS, PATCH_FRAMES
+from model.store import MANIFEST, Store, StoreError
+
+
+def make_collection(root, genres=("blues", "rock"), per_genre=2, ext=".wav", seconds=2.5, sr=22050, **kwargs):
+    for g in genres:
+        for i in range(per_genre):
+            write_audio(root / g / f"{g}.{i:05d}{ext}", tone(seconds, sr, seed=hash((g, i)) % 1000), sr, **kwargs)
+    return root
+
+
+def assert_readable(store: Store) -> None:
+    for track in store.tracks():
+        features = store.load(track)
+        assert features["mel"].shape[1] == N_MELS and features["chroma"].shape[0] == N_CHROMA
+
+
+@pytest.mark.parametrize("layout", ["Data/genres_original", "kaggle-data-folder", "genres", "."])
+def test_finds_gtzan_in_its_real_layouts(tmp_path, layout):
+    top = tmp_path / "gtzan"
+    inner = {"Data/genres_original": "Data/genres_original", "kaggle-data-folder": "Data/genres_original",
+             "genres": "genres", ".": "."}[layout]
+    ext, kwargs = (".au", {"format": "AU", "subtype": "PCM_16"}) if layout == "genres" else (".wav", {})
+    make_collection(top / inner, ext=ext, **kwargs)
+    source = top / "Data" if layout == "kaggle-data-folder" else top
+    if layout == "kaggle-data-folder":  # the folder holding genres_original
+        source = top / "Data"
+    candidates, passed = discover(source)
+    assert [(c.genre, c.id) for c in candidates] == [
+        ("blues", "blues.00000"), ("blues", "blues.00001"), ("rock", "rock.00000"), ("rock", "rock.00001")]
+    assert passed == []
+
+
+def test_loose_files_duplicates_and_non_audio(tmp_path):
+    make_collection(tmp_path, genres=("jazz",), per_genre=1)
+    write_audio(tmp_path / "loose.flac", tone(2.0), 22050)
+    write_audio(tmp_path / "jazz" / "album" / "jazz.00000.flac", tone(2.0), 22050)  # same id, nested
+    (tmp_path / "jazz" / "notes.txt").write_text("liner notes")
+    candidates, passed = discover(tmp_path)
+    assert {(c.genre, c.id) for c in candidates} == {("jazz", "jazz.00000"), (UNSORTED, "loose")}
+    assert len(passed) == 1 and "duplicate id" in passed[0][1]
+
+
+def test_builds_stores_per_genre_and_a_rerun_stores_nothing(tmp_path):
+    source = make_collection(tmp_path / "src", genres=("blues", "classical", "metal"), ext=".flac")
+    summary = ingest(source, tmp_path / "data", workers=2, progress=False)
+    assert (summary.stored, summary.already, summary.skipped) == (6, 0, [])
+    store = Store(tmp_path / "data")
+    assert store.genres == ["blues", "classical", "metal"] and len(store) == 6
+    track = store.tracks("metal")[0]
+    assert track.source.endswith("metal.00000.flac") and abs(track.duration_s - 2.5) < 0.01
+    assert len(track.content_hash) == 64
+    assert_readable(store)
+    # A 2.5 s clip is shorter than one patch: stored, to be padded at prediction.
+    assert store.load(track)["mel"].shape[0] < PATCH_FRAMES
+    manifest = json.loads((tmp_path / "data" / MANIFEST).read_text())
+    assert manifest["params"]["sample_rate"] == 16000 and "librosa" in manifest["versions"]
+    again = ingest(source, tmp_path / "data", workers=2, progress=False)
+    assert (again.stored, again.already) == (0, 6)
+    write_audio(source / "metal" / "metal.00009.flac", tone(3.0, seed=9), 22050)
+    assert ingest(source, tmp_path / "data", workers=1, progress=False).stored == 1
+
+
+def test_bad_files_are_reported_and_skipped_and_the_run_goes_on(tmp_path):
+    source = make_collection(tmp_path / "src", genres=("jazz",), per_genre=2)
+    (source / "jazz" / "jazz.00054.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(100))
+    (source / "jazz" / "jazz.00060.wav").write_bytes(b"")
+    write_audio(source / "jazz" / "jazz.00061.wav", np.zeros(22050 * 3, np.float32), 22050)
+    write_audio(source / "jazz" / "jazz.00062.wav", tone(0.4), 22050)
+    summary = ingest(source, tmp_path / "data", workers=2, progress=False)
+    assert summary.stored == 2
+    reasons = {os.path.basename(path): reason for path, reason in summary.skipped}
+    assert set(reasons) == {"jazz.00054.wav", "jazz.00060.wav", "jazz.00061.wav", "jazz.00062.wav"}
+    assert "silent" in reasons["jazz.00061.wav"] and "at least" in reasons["jazz.00062.wav"]
+    assert "jazz.00054.wav" in summary.report()
+
+
+def test_a_store_built_with_other_parameters_is_a_clear_error(tmp_path):
+    ingest(make_collection(tmp_path / "src", per_genre=1), tmp_path / "data", workers=1, progress=False)
+    manifest_path = tmp_path / "data" / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    manifest["params"]["hop_length"] = 512
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match="hop_length=512"):
+        Store(tmp_path / "data")
+    with pytest.raises(StoreError, match="no feature store"):
+        Store(tmp_path / "nowhere")
+
+
+def test_cli_prints_a_summary_and_fails_cleanly_on_a_missing_source(tmp_path):
+    source = make_collection(tmp_path / "src", per_genre=1)
+    run = subprocess.run([sys.executable, "preprocess.py", str(source), "--data", str(tmp_path / "d")],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "stored 2 tracks" in run.stdout and "tracks/s" in run.stdout and "preprocess" in run.stderr
+    missing = subprocess.run([sys.executable, "preprocess.py", str(tmp_path / "none"), "--data", str(tmp_path / "d")],
+                             cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "is not a folder" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_kill_9_at_any_moment_leaves_a_readable_store_that_the_next_run_completes(tmp_path):
+    source = make_collection(tmp_path / "src", genres=("blues", "disco", "pop", "rock"), per_genre=10, seconds=20.0)
+    data = tmp_path / "data"
+    command = [sys.executable, "preprocess.py", str(source), "--data", str(data), "--workers", "2"]
+    partial = []
+    for delay in (0.5, 2.5, 3.5, 4.5):
+        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True)
+        time.sleep(delay)
+        os.killpg(process.pid, signal.SIGKILL)  # the workers too
+        process.wait()
+        if (data / MANIFEST).exists():
+            store = Store(data)
+            assert_readable(store)
+            partial.append(len(store))
+    assert any(0 < n < 40 for n in partial), f"no kill landed mid-run: {partial}"
+    final = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    store = Store(data)
+    assert len(store) == 40
+    assert_readable(store)
+    assert not list(data.rglob("*.tmp"))
