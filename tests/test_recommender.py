@@ -1,0 +1,155 @@
+"""The recommender: shift-invariant chroma summaries, k-NN per genre with fall-back, self-exclusion."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import write_audio
+from model.audio import decode
+from model.classifier import GenreClassifier
+from model.demo_library import build, synthesise
+from model.features import chromagram
+from model.library import Library
+from model.params import GENRES, SAMPLE_RATE
+from model.recommender import GenreKnn, SpaceScaler, chroma_summary
+from model.settings import from_env
+from model.store import Store
+
+WEIGHTS = from_env().weights_dir
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    """Two 8 s synthesised clips per genre, indexed."""
+    data = tmp_path_factory.mktemp("store")
+    build(data, per_genre=2, seconds=8.0, workers=1)
+    return Store(data)
+
+
+@pytest.fixture(scope="module")
+def classifier() -> GenreClassifier:
+    return GenreClassifier.load(WEIGHTS)
+
+
+def test_chroma_summary_ignores_where_in_time_frames_are():
+    chroma = np.random.default_rng(0).random((12, 400)).astype(np.float32)
+    rolled = np.roll(chroma, 137, axis=1)
+    summary = chroma_summary(chroma)
+    assert summary.shape == (36,)
+    assert np.allclose(summary, chroma_summary(rolled), atol=0.01)
+    # Frame-by-frame comparison, which the summary replaces, sees two different songs.
+    assert np.abs(chroma - rolled).mean() > 0.2
+
+
+def test_chroma_summary_rejects_a_wrong_shape():
+    with pytest.raises(ValueError):
+        chroma_summary(np.zeros((13, 50)))
+
+
+def test_a_later_excerpt_of_a_library_track_finds_that_track():
+    # Library: one 20 s clip per genre; the query starts 7 s into one of them (other samples, other hash).
+    clips = {g: synthesise(g, 0, seconds=20.0) for g in GENRES}
+    summaries = np.array([chroma_summary(chromagram(y)) for y in clips.values()])
+    scaler = SpaceScaler().fit([summaries])
+    index = GenreKnn(k=1, scope="library").fit(scaler.transform([summaries]), list(GENRES))
+    for i, genre in enumerate(GENRES):
+        excerpt = clips[genre][7 * SAMPLE_RATE:]
+        query = scaler.transform([chroma_summary(chromagram(excerpt))])[0]
+        assert index.query(query)[0].index == i, genre
+
+
+def _points(genres):
+    return np.arange(len(genres), dtype=float)[:, None] * [1.0, 0.0]
+
+
+def test_genre_scope_searches_only_the_most_probable_genre_when_it_holds_k():
+    genres = ["rock"] * 4 + ["pop"] * 4
+    index = GenreKnn(k=3).fit(_points(genres), genres)
+    picks = index.query(np.array([4.0, 0.0]), ["rock", "pop"])   # pop's first point is nearer
+    assert [p.index for p in picks] == [3, 2, 1]
+    assert [p.distance for p in picks] == [1.0, 2.0, 3.0]
+
+
+def test_genre_scope_falls_back_to_the_next_most_probable_genres():
+    genres = ["jazz", "rock", "rock", "pop", "pop", "pop"]
+    index = GenreKnn(k=3).fit(_points(genres), genres)
+    picks = index.query(np.array([0.0, 0.0]), ["jazz", "rock", "pop"])
+    assert [p.index for p in picks] == [0, 1, 2]
+    picks = index.query(np.array([0.0, 0.0]), ["jazz", "pop", "rock"])
+    assert [p.index for p in picks] == [0, 3, 4]
+
+
+def test_excluded_rows_are_never_picked_and_are_made_up_from_the_next_genre():
+    genres = ["rock"] * 3 + ["pop"] * 3
+    index = GenreKnn(k=3).fit(_points(genres), genres)
+    picks = index.query(np.array([0.0, 0.0]), ["rock", "pop"], exclude={0})
+    assert [p.index for p in picks] == [1, 2, 3]
+
+
+def test_library_genres_the_classifier_does_not_rank_come_last():
+    genres = ["unsorted", "unsorted", "rock"]
+    index = GenreKnn(k=3).fit(_points(genres), genres)
+    assert [p.index for p in index.query(np.array([0.0, 0.0]), ["rock", "pop"])] == [2, 0, 1]
+
+
+def test_library_scope_ignores_genres():
+    genres = ["rock"] * 3 + ["pop"] * 3
+    index = GenreKnn(k=3, scope="library").fit(_points(genres), genres)
+    assert [p.index for p in index.query(np.array([5.0, 0.0]), ["rock"])] == [5, 4, 3]
+
+
+def test_a_small_library_gives_what_it_has():
+    index = GenreKnn(k=3).fit(_points(["rock", "pop"]), ["rock", "pop"])
+    assert len(index.query(np.array([0.0, 0.0]), ["pop", "rock"], exclude={1})) == 1
+
+
+def test_space_weights_set_each_spaces_share_of_the_distance():
+    rng = np.random.default_rng(1)
+    a, b = rng.random((20, 3)), rng.random((20, 50))
+    only_a = SpaceScaler([1.0, 0.0]).fit([a, b]).transform([a, b])
+    alone = SpaceScaler().fit([a]).transform([a])
+    assert np.allclose(only_a[:, :3], alone) and np.allclose(only_a[:, 3:], 0.0)
+    both = SpaceScaler().fit([a, b]).transform([a, b])
+    # Standardised and divided by sqrt(width): each space has the same total variance, 1.
+    assert np.allclose(both[:, :3].var(axis=0).sum(), 1.0) and np.allclose(both[:, 3:].var(axis=0).sum(), 1.0)
+
+
+@pytest.mark.parametrize("features,scope", [("chroma", "genre"), ("embedding", "library"), ("mix", "genre")])
+def test_an_upload_of_a_library_track_is_named_and_left_out(store, classifier, tmp_path, features, scope):
+    library = Library(store, classifier, WEIGHTS, features=features, scope=scope)
+    track = store.tracks("jazz")[1]
+    # The same 16-bit samples as WAV: another file, the same content.
+    samples, sr = sf.read(track.source, dtype="int16")
+    wav = write_audio(tmp_path / "copy.wav", samples, sr)
+    for source in (Path(track.source), wav):
+        analysis = library.analyse(decode(source))
+        assert analysis.match == track
+        assert len(analysis.recommendations) == 3
+        assert track not in [r.track for r in analysis.recommendations]
+        assert all(r.distance > 0 and 0 < r.similarity < 1 for r in analysis.recommendations)
+        if scope == "library":
+            distances = [r.distance for r in analysis.recommendations]
+            assert distances == sorted(distances)
+        assert list(analysis.probabilities) == sorted(analysis.probabilities, key=analysis.probabilities.get,
+                                                      reverse=True)
+        assert analysis.genre == next(iter(analysis.probabilities))
+        assert abs(sum(analysis.probabilities.values()) - 1) < 1e-4
+
+
+def test_genre_scope_picks_from_the_predicted_genre_and_then_the_next(store, classifier):
+    library = Library(store, classifier, WEIGHTS)
+    analysis = library.analyse(decode(store.tracks("metal")[0].source))
+    # Two tracks per genre, one of them the upload itself: genres are taken in order of probability.
+    expected, wanted = [], 3
+    for genre in analysis.probabilities:
+        n = min(wanted, 1 if genre == "metal" else 2)
+        expected, wanted = expected + [genre] * n, wanted - n
+        if not wanted:
+            break
+    assert [r.track.genre for r in analysis.recommendations] == expected
+
+
+def test_embeddings_are_cached_beside_the_store(store, classifier):
+    Library(store, classifier, WEIGHTS, features="embedding")
+    assert list((store.root / "embeddings").glob("*.npz"))
