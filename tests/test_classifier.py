@@ -1,0 +1,83 @@
+"""The genre classifier: output shape and sum, any length of input, and the shipped weights."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, shared_clips, tone, write_audio
+from model.classifier import GenreClassifier, WeightsError
+from model.features import log_mel
+from model.params import GENRES, HOP_LENGTH, MAX_PATCHES, SAMPLE_RATE
+from model.predict import predict_file
+from model.weights import DEFAULT_WEIGHTS_DIR, HEAD_INFO_FILE
+
+
+def test_patch_probabilities_are_distributions_over_the_genres(classifier):
+    batch = np.random.default_rng(0).uniform(0, 3, size=(4, 187, 96)).astype(np.float32)
+    probs, embedding = classifier.analyse_patches(batch)
+    assert probs.shape == (4, len(GENRES)) and embedding.shape == (4, 200)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert classifier.genres == GENRES
+
+
+@pytest.mark.parametrize("seconds", [1.0, 2.0, 30.0, 600.0])
+def test_any_length_gives_one_distribution_at_bounded_cost(classifier, seconds):
+    mel = log_mel(tone(seconds, SAMPLE_RATE))
+    calls = []
+    original = classifier.analyse_patches
+    classifier.analyse_patches = lambda batch: calls.append(len(batch)) or original(batch)
+    try:
+        probs, embedding = classifier.analyse(mel)
+    finally:
+        del classifier.analyse_patches
+    assert probs.shape == (len(GENRES),) and abs(float(probs.sum()) - 1.0) < 1e-6 and np.all(probs >= 0)
+    assert calls == [min(MAX_PATCHES, max(1, len(mel) // 187))]
+    assert len(mel) == 1 + int(seconds * SAMPLE_RATE) // HOP_LENGTH
+
+
+def test_predict_file_on_generated_audio(classifier, tmp_path):
+    path = write_audio(tmp_path / "a.ogg", tone(12.0, 44100, channels=2), 44100)
+    prediction = predict_file(classifier, path)
+    assert prediction.genre in GENRES and set(prediction.probabilities) == set(GENRES)
+    assert prediction.genre == max(prediction.probabilities, key=prediction.probabilities.get)
+    assert abs(sum(prediction.probabilities.values()) - 1) < 1e-5 and abs(prediction.duration_s - 12.0) < 0.05
+
+
+def test_weights_trained_for_other_parameters_are_refused(tmp_path):
+    weights = tmp_path / "weights"
+    shutil.copytree(DEFAULT_WEIGHTS_DIR, weights)
+    info = json.loads((weights / HEAD_INFO_FILE).read_text())
+    info["feature_params"]["hop_length"] = 512
+    (weights / HEAD_INFO_FILE).write_text(json.dumps(info))
+    with pytest.raises(WeightsError, match="other feature parameters"):
+        GenreClassifier.load(weights)
+    with pytest.raises(WeightsError, match="no trained genre head"):
+        GenreClassifier.load(tmp_path)
+
+
+def test_shipped_weights_classify_the_shared_full_clips(classifier, shared_gtzan):
+    clips = shared_clips("full_30s")
+    assert len(clips) == 160
+    predicted = [predict_file(classifier, path).genre for path, _ in clips]
+    accuracy = np.mean([p == genre for p, (_, genre) in zip(predicted, clips)])
+    # Trained on these very clips: this checks that decoding, features and weights fit together.
+    assert accuracy >= 0.9, accuracy
+
+
+def test_predict_command_answers_blues_on_a_real_blues_clip(shared_gtzan):
+    run = subprocess.run([sys.executable, "-m", "model.predict", str(shared_gtzan / "blues" / "blues.00012.flac")],
+                         cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["genre"] == "blues" and abs(sum(result["probabilities"].values()) - 1) < 1e-5
+
+
+def test_predict_command_reports_bad_files(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_text("text")
+    run = subprocess.run([sys.executable, "-m", "model.predict", str(bad)], cwd=REPO, capture_output=True,
+                         text=True, timeout=180)
+    assert run.returncode == 1 and "error" in json.loads(run.stdout) and "Traceback" not in run.stderr
