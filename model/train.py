@@ -12,6 +12,7 @@ into the weights folder, with its held-out figures.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import sys
@@ -42,6 +43,14 @@ def block_folds(tracks: list[Track], n_folds: int) -> np.ndarray:
         for rank, i in enumerate(members):
             folds[i] = rank * n_folds // len(members)
     return folds
+
+
+def tracks_digest(tracks: list[Track]) -> str:
+    """Names the training set by content (ids and content hashes), not by where it lay."""
+    digest = hashlib.sha256()
+    for track in sorted(tracks, key=lambda t: t.id):
+        digest.update(f"{track.genre}/{track.id}:{track.content_hash}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def fit_head(embeddings: list[np.ndarray], labels: np.ndarray, epochs: int, seed: int):
@@ -155,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             "genres": list(GENRES),
             "feature_params": feature_params(),
             "backbone_digest": digest,
-            "trained_on": {"data": str(args.data), "tracks": len(tracks),
+            "trained_on": {"tracks": len(tracks), "tracks_digest": tracks_digest(tracks),
                            "per_genre": {g: int(np.sum(labels == i)) for i, g in enumerate(GENRES)}},
             "training": {"epochs": args.epochs, "seed": args.seed, "folds": args.folds},
             "held_out": result,
