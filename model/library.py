@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 from model.audio import Audio, resample
 from model.classifier import GenreClassifier
 from model.embeddings import patch_embeddings
-from model.features import track_features
+from model.features import chromagram, log_mel
 from model.params import MAX_PATCHES
 from model.recommender import GenreKnn, SpaceScaler, chroma_summary
 from model.store import Store, StoreError, Track
@@ -47,6 +48,9 @@ class Library:
             raise ValueError(f"features must be one of {FEATURE_SPACES}, not {features!r}")
         self.store, self.classifier, self.features, self.scope = store, classifier, features, scope
         self.tracks = store.tracks()
+        # The chromagram (librosa's tuning estimate, mostly) is computed beside the network pass:
+        # a request then takes about the longer of the two, not their sum. One thread per request thread.
+        self._chroma_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="chroma")
         if not self.tracks:
             raise StoreError(f"the store at {store.root} holds no tracks: build it with preprocess.py")
         self._by_hash = {t.content_hash: i for i, t in enumerate(self.tracks)}
@@ -75,12 +79,13 @@ class Library:
         self.analyse(Audio(noise, 22050, content_hash=""))
 
     def analyse(self, audio: Audio) -> Analysis:
-        features = track_features(resample(audio.samples, audio.sample_rate))
-        probs, embedding = self.classifier.analyse(features["mel"])
+        y = resample(audio.samples, audio.sample_rate)
+        chroma = self._chroma_pool.submit(chromagram, y) if self.features != "embedding" else None
+        probs, embedding = self.classifier.analyse(log_mel(y))
         order = np.argsort(-probs, kind="stable")
         genres = [self.classifier.genres[i] for i in order]
         match = self._by_hash.get(audio.content_hash)
-        query = self.scaler.transform(self._blocks(lambda: chroma_summary(features["chroma"]), lambda: embedding))
+        query = self.scaler.transform(self._blocks(lambda: chroma_summary(chroma.result()), lambda: embedding))
         picks = self.index.query(query[0], genres, exclude=() if match is None else (match,))
         return Analysis(
             genre=genres[0],

@@ -1,0 +1,227 @@
+"""Every route and every bad input, through Flask's test client."""
+import io
+import re
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import model.library
+from app import create_app, default_config
+from conftest import tone, write_audio
+from model.demo_library import write_clips
+from model.ingest import ingest
+from model.params import GENRES
+from model.settings import from_env
+
+PER_GENRE = 2
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("service")
+    audio = root / "audio"
+    write_clips(audio, per_genre=PER_GENRE, seconds=6.0)
+    # An AU file, which browsers do not play: the service sends it as WAV.
+    write_audio(audio / "blues" / "blues.au01.au", tone(4.0, 8000, seed=3), 8000, format="AU", subtype="PCM_16")
+    ingest(audio, root / "data", workers=1, progress=False)
+    return {"DATA_DIR": root / "data", "UPLOAD_DIR": root / "uploads", "AUDIO": audio}
+
+
+@pytest.fixture(scope="module")
+def app(folders):
+    # The default upload limit (50 MB) stays: the 413 test posts just over it.
+    return create_app({"DATA_DIR": folders["DATA_DIR"], "UPLOAD_DIR": folders["UPLOAD_DIR"],
+                       "WEIGHTS_DIR": from_env().weights_dir, "MAX_UPLOADS": 3})
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def song() -> bytes:
+    """A 30 s generated song as OGG (written in blocks)."""
+    buffer = io.BytesIO()
+    y = tone(30.0, 44100, seed=7)
+    with sf.SoundFile(buffer, "w", 44100, 1, format="OGG", subtype="VORBIS") as f:
+        for start in range(0, len(y), 44100):
+            f.write(y[start:start + 44100])
+    return buffer.getvalue()
+
+
+def post(client, url, data: bytes | None, name="song.ogg", **kwargs):
+    form = {} if data is None else {"file": (io.BytesIO(data), name)}
+    return client.post(url, data=form, content_type="multipart/form-data", **kwargs)
+
+
+def test_the_defaults_are_the_cards(monkeypatch):
+    for name in ("DATA_DIR", "UPLOAD_DIR", "HOST", "PORT", "MAX_UPLOAD_MB"):
+        monkeypatch.delenv(f"SOUNDALIKE_{name}", raising=False)
+    settings, config = from_env(), default_config()
+    assert (settings.host, settings.port) == ("127.0.0.1", 5000)
+    assert (settings.data_dir.name, settings.upload_dir.name) == ("data", "input_data")
+    assert config["MAX_CONTENT_LENGTH"] == 50 * 1024 * 1024
+
+
+def test_configuration_comes_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("SOUNDALIKE_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("SOUNDALIKE_PORT", "8123")
+    monkeypatch.setenv("SOUNDALIKE_MAX_UPLOAD_MB", "2")
+    settings = from_env()
+    assert settings.data_dir == tmp_path / "d" and settings.port == 8123
+    assert default_config()["MAX_CONTENT_LENGTH"] == 2 * 1024 * 1024
+
+
+def test_the_upload_form_and_what_the_library_is(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'type="file"' in html and 'enctype="multipart/form-data"' in html and 'name="file"' in html
+    assert "synthesised demo library" not in html   # this library has an AU file of its own
+    assert "python preprocess.py" in html and "SOUNDALIKE_DATA_DIR" in html
+
+
+def test_health(client, folders):
+    health = client.get("/api/health").get_json()
+    assert health["status"] == "ok"
+    assert health["tracks"] == PER_GENRE * len(GENRES) + 1
+    assert health["genres"]["blues"] == PER_GENRE + 1 and health["demo"] is False
+
+
+def test_the_api_answers_the_documented_json(client, song):
+    response = post(client, "/api/analyze", song)
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert set(GENRES) == set(body["probabilities"]) and abs(sum(body["probabilities"].values()) - 1) < 1e-4
+    assert body["genre"] == max(body["probabilities"], key=body["probabilities"].get)
+    assert abs(body["duration_s"] - 30.0) < 0.1 and body["match"] is None
+    assert len(body["recommendations"]) == 3
+    for pick in body["recommendations"]:
+        assert set(pick) >= {"id", "genre", "distance", "audio_url"}
+        assert pick["audio_url"] == f"/audio/{pick['id']}" and pick["distance"] > 0
+        audio = client.get(pick["audio_url"])
+        assert audio.status_code == 200 and audio.mimetype.startswith("audio/")
+        assert sf.info(io.BytesIO(audio.data)).duration > 1
+    assert re.fullmatch(r"app;dur=[0-9.]+", response.headers["Server-Timing"])
+
+
+def test_an_upload_of_a_library_track_is_named_and_not_picked(client, folders):
+    flac = (folders["AUDIO"] / "jazz" / "jazz.demo02.flac").read_bytes()
+    body = post(client, "/api/analyze", flac, name="whatever.flac").get_json()
+    assert body["match"] == {"id": "jazz.demo02", "genre": "jazz"}
+    assert "jazz.demo02" not in [p["id"] for p in body["recommendations"]]
+    assert len(body["recommendations"]) == 3
+    page = post(client, "/", flac, name="whatever.flac").get_data(as_text=True)
+    assert "This is <strong>jazz.demo02</strong>" in page
+
+
+def test_the_result_page(client, song):
+    response = post(client, "/", song, name="<b>my song</b>.ogg")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "&lt;b&gt;my song&lt;/b&gt;.ogg" in html and "<b>my song</b>" not in html
+    bars = re.findall(r'<span class="label">(\w+)</span>.*?<span class="value">([0-9.]+) %</span>', html, re.S)
+    assert sorted(g for g, _ in bars) == sorted(GENRES)
+    percents = [float(p) for _, p in bars]
+    assert percents == sorted(percents, reverse=True) and abs(sum(percents) - 100) < 1
+    picks = re.findall(r'<span class="pick-id">([\w.-]+)</span>.*?<audio controls preload="none" src="([^"]+)"',
+                       html, re.S)
+    assert len(picks) == 3 and all(src == f"/audio/{pick}" for pick, src in picks)
+    upload = re.search(r'<audio controls preload="none" src="(/uploads/[^"]+)"', html).group(1)
+    player = client.get(upload)
+    assert player.status_code == 200 and player.data == song
+
+
+def test_uploads_are_kept_under_generated_names_and_bounded(client, folders, song):
+    for _ in range(5):
+        assert post(client, "/api/analyze", song, name="../../evil name.ogg").status_code == 200
+    kept = sorted(p.name for p in folders["UPLOAD_DIR"].iterdir())
+    assert len(kept) == 3
+    assert all(re.fullmatch(r"[0-9a-f]{32}\.ogg", name) for name in kept)
+
+
+def test_library_audio_in_a_format_browsers_do_not_play_is_sent_as_wav(client):
+    response = client.get("/audio/blues.au01")
+    assert response.status_code == 200 and response.mimetype == "audio/wav"
+    assert sf.info(io.BytesIO(response.data)).format == "WAV"
+
+
+@pytest.mark.parametrize("url", ["/audio/no.such.track", "/audio/..%2F..%2Fapp.py", "/audio/%2Fetc%2Fpasswd",
+                                 "/uploads/app.py", "/uploads/" + "0" * 32 + ".ogg", "/nowhere"])
+def test_unknown_audio_and_paths_are_404(client, url):
+    response = client.get(url)
+    assert response.status_code == 404 and b"Traceback" not in response.data
+
+
+def _mp3(seconds: float) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(seconds, 44100), 44100, format="MP3")
+    return buffer.getvalue()
+
+
+BAD_INPUTS = {
+    "no file": (None, (400,)),
+    "an empty file": (b"", (400,)),
+    "bytes that are not audio": (np.random.default_rng(0).bytes(20000), (415, 422)),
+    "a renamed text file": (b"Soundalike test: this is text, not a song.\n" * 200, (415, 422)),
+    "a truncated mp3": ("truncated-mp3", (415, 422)),
+    "a truncated flac": ("truncated-flac", (415, 422)),
+    "half a second": ("short", (422,)),
+    "silence": ("silence", (422,)),
+}
+
+
+def _bad(kind, folders):
+    if kind == "truncated-mp3":
+        data = _mp3(10.0)
+        return data[:len(data) // 3]
+    if kind == "truncated-flac":
+        data = (folders["AUDIO"] / "rock" / "rock.demo01.flac").read_bytes()
+        return data[:len(data) // 2]
+    if kind in ("short", "silence"):
+        buffer = io.BytesIO()
+        y = tone(0.5, 22050) if kind == "short" else np.zeros(22050 * 3, np.float32)
+        sf.write(buffer, y, 22050, format="WAV")
+        return buffer.getvalue()
+    return kind
+
+
+@pytest.mark.parametrize("what", BAD_INPUTS)
+def test_bad_input_gets_its_4xx_in_json_and_in_html(client, folders, what):
+    data, statuses = BAD_INPUTS[what]
+    data = _bad(data, folders) if isinstance(data, str) else data
+    name = "notes.mp3" if what == "a renamed text file" else "song.mp3"
+    api = post(client, "/api/analyze", data, name=name)
+    assert api.status_code in statuses, (what, api.get_json())
+    assert api.is_json and api.get_json()["error"] and api.get_json()["status"] == api.status_code
+    page = post(client, "/", data, name=name)
+    assert page.status_code == api.status_code and page.mimetype == "text/html"
+    assert api.get_json()["error"] in page.get_data(as_text=True).replace("&#39;", "'")
+
+
+def test_a_file_over_the_limit_is_413(client):
+    too_big = b"\0" * (50 * 1024 * 1024 + 1)
+    api = post(client, "/api/analyze", too_big)
+    assert api.status_code == 413 and "50 MB" in api.get_json()["error"]
+    page = post(client, "/", too_big)
+    assert page.status_code == 413 and "50 MB" in page.get_data(as_text=True)
+
+
+def test_wrong_methods_are_405(client):
+    assert client.get("/api/analyze").status_code == 405
+    assert client.get("/api/analyze").get_json()["status"] == 405
+    assert client.post("/api/health").status_code == 405
+
+
+def test_an_unexpected_failure_is_a_plain_500_without_a_stack_trace(client, song, monkeypatch):
+    def fail(self, audio):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(model.library.Library, "analyse", fail)
+    for url in ("/api/analyze", "/"):
+        response = post(client, url, song)
+        assert response.status_code == 500
+        text = response.get_data(as_text=True)
+        assert "secret internals" not in text and "Traceback" not in text and "went wrong" in text
