@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from model.features import patches
+from model.features import log_mel_patches, patches
 from model.musicnn import EMBEDDING_DIM, build_musicnn
 from model.params import GENRES, MAX_PATCHES, N_MELS, PATCH_FRAMES
 from model.weights import BACKBONE_FILE, DEFAULT_WEIGHTS_DIR, HEAD_FILE, HEAD_INFO_FILE
@@ -83,7 +83,14 @@ class GenreClassifier:
 
         At most `max_patches` patches, spread over the track, are looked at: a long song costs
         no more than a 30 s clip."""
-        probs, embedding = self.analyse_patches(patches(mel, max_patches))
+        return self._mean(*self.analyse_patches(patches(mel, max_patches)))
+
+    def analyse_signal(self, y: np.ndarray, max_patches: int | None = MAX_PATCHES) -> tuple[np.ndarray, np.ndarray]:
+        """`analyse` from 16 kHz samples, computing the log-mel of the patches looked at only."""
+        return self._mean(*self.analyse_patches(log_mel_patches(y, max_patches)))
+
+    @staticmethod
+    def _mean(probs: np.ndarray, embedding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mean = probs.mean(axis=0, dtype=np.float64)
         return (mean / mean.sum()).astype(np.float32), embedding.mean(axis=0)
 

@@ -5,16 +5,27 @@ import librosa
 import numpy as np
 
 from model.params import (
-    CHROMA_HOP, CHROMA_N_FFT, HOP_LENGTH, LOG_MEL_SCALE, N_CHROMA, N_FFT, N_MELS, PATCH_FRAMES, SAMPLE_RATE,
+    CHROMA_HOP, CHROMA_N_FFT, HOP_LENGTH, LOG_MEL_SCALE, MAX_PATCHES, N_CHROMA, N_FFT, N_MELS, PATCH_FRAMES,
+    SAMPLE_RATE,
 )
+
+
+def _check_rate(sr: int) -> None:
+    if sr != SAMPLE_RATE:
+        raise ValueError(f"features need {SAMPLE_RATE} Hz samples, got {sr} Hz")
+
+
+def _log_mel(y: np.ndarray, center: bool) -> np.ndarray:
+    """log10(1 + 10000 * power mel) of the last axis of `y`, as (..., frames, N_MELS) float32."""
+    mel = librosa.feature.melspectrogram(y=y, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH, n_mels=N_MELS,
+                                         center=center)
+    return np.log10(1.0 + LOG_MEL_SCALE * np.swapaxes(mel, -1, -2)).astype(np.float32)
 
 
 def log_mel(y: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     """MusiCNN's input: log10(1 + 10000 * power mel), shape (frames, N_MELS), float32."""
-    if sr != SAMPLE_RATE:
-        raise ValueError(f"log_mel needs {SAMPLE_RATE} Hz samples, got {sr} Hz")
-    mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=N_FFT, hop_length=HOP_LENGTH, n_mels=N_MELS)
-    return np.log10(1.0 + LOG_MEL_SCALE * mel.T).astype(np.float32)
+    _check_rate(sr)
+    return _log_mel(y, center=True)
 
 
 def patch_starts(n_frames: int, max_patches: int | None = None) -> np.ndarray:
@@ -39,10 +50,24 @@ def patches(mel: np.ndarray, max_patches: int | None = None) -> np.ndarray:
     return np.stack([mel[s:s + PATCH_FRAMES] for s in starts]).astype(np.float32, copy=False)
 
 
+def log_mel_patches(y: np.ndarray, max_patches: int | None = MAX_PATCHES, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """`patches(log_mel(y), max_patches)`, computing only the frames those patches cover: a long
+    song's prediction then costs no more spectrogram than a 30 s clip's."""
+    _check_rate(sr)
+    n_frames = 1 + len(y) // HOP_LENGTH
+    if n_frames <= PATCH_FRAMES:
+        return patches(log_mel(y, sr), max_patches)
+    # Frame i of the centred spectrogram is the window starting at sample i * HOP_LENGTH of the
+    # signal zero-padded by N_FFT // 2 on both sides (librosa's 'constant' padding).
+    padded = np.pad(y, N_FFT // 2)
+    span = (PATCH_FRAMES - 1) * HOP_LENGTH + N_FFT
+    segments = np.stack([padded[s * HOP_LENGTH:s * HOP_LENGTH + span] for s in patch_starts(n_frames, max_patches)])
+    return _log_mel(segments, center=False)
+
+
 def chromagram(y: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Energy-normalised chromagram, shape (N_CHROMA, frames), float32."""
-    if sr != SAMPLE_RATE:
-        raise ValueError(f"chromagram needs {SAMPLE_RATE} Hz samples, got {sr} Hz")
+    _check_rate(sr)
     chroma = librosa.feature.chroma_stft(y=y, sr=sr, n_fft=CHROMA_N_FFT, hop_length=CHROMA_HOP, n_chroma=N_CHROMA)
     return chroma.astype(np.float32)
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from model.audio import Audio, AudioError, AudioSource, decode, resample
 from model.classifier import GenreClassifier, WeightsError
-from model.features import log_mel
 from model.weights import DEFAULT_WEIGHTS_DIR
 
 
@@ -27,7 +26,7 @@ class Prediction:
 
 
 def predict_audio(classifier: GenreClassifier, audio: Audio) -> Prediction:
-    probs, _ = classifier.analyse(log_mel(resample(audio.samples, audio.sample_rate)))
+    probs, _ = classifier.analyse_signal(resample(audio.samples, audio.sample_rate))
     probabilities = {g: float(p) for g, p in zip(classifier.genres, probs)}
     return Prediction(max(probabilities, key=probabilities.get), probabilities, audio.duration_s)
 

@@ -70,3 +70,9 @@ def test_text_file_with_audio_name_is_rejected(tmp_path):
     with pytest.raises(AudioError):
         decode(path)
     assert sf.available_formats()  # libsndfile itself is loaded
+
+
+def test_channels_are_averaged(tmp_path):
+    stereo = tone(2.0, 16000, channels=3)
+    audio = decode(write_audio(tmp_path / "s.wav", stereo, 16000, subtype="FLOAT"))
+    np.testing.assert_allclose(audio.samples, stereo.mean(axis=1), atol=1e-6)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from conftest import tone
-from model.features import chromagram, log_mel, patch_starts, patches, track_features
+from model.features import chromagram, log_mel, log_mel_patches, patch_starts, patches, track_features
 from model.params import CHROMA_HOP, HOP_LENGTH, N_CHROMA, N_MELS, PATCH_FRAMES, SAMPLE_RATE
 
 
@@ -16,9 +16,9 @@ def test_feature_shapes_follow_the_parameters():
 
 
 def test_features_refuse_another_sample_rate():
-    with pytest.raises(ValueError, match="16000"):
+    with pytest.raises(ValueError, match="16000 Hz"):
         log_mel(tone(2.0, 22050), sr=22050)
-    with pytest.raises(ValueError, match="16000"):
+    with pytest.raises(ValueError, match="16000 Hz"):
         chromagram(tone(2.0, 22050), sr=22050)
 
 
@@ -40,3 +40,9 @@ def test_long_tracks_get_a_bounded_number_of_patches_spread_over_them():
     assert len(starts) == 5 and starts[0] == 0 and starts[-1] == n_frames - PATCH_FRAMES
     assert np.all(np.diff(starts) > PATCH_FRAMES)
     assert patches(np.zeros((n_frames, N_MELS), np.float32), max_patches=5).shape == (5, PATCH_FRAMES, N_MELS)
+
+
+@pytest.mark.parametrize("seconds", [2.0, 30.0, 241.3])
+def test_patches_computed_alone_equal_those_cut_from_the_whole_log_mel(seconds):
+    y = tone(seconds, SAMPLE_RATE)
+    np.testing.assert_array_equal(log_mel_patches(y, 5), patches(log_mel(y), 5))
