@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, StoreError) as error:
         print(f"preprocess: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\npreprocess: interrupted; what was stored is kept, and a re-run completes the rest", file=sys.stderr)
+        return 130
     print(summary.report())
     return 0
 
