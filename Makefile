@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test bench
+.PHONY: setup test bench run lint
 
 setup: $(VENV)/.installed
 
@@ -19,3 +19,14 @@ test: setup
 bench: setup
 	$(PY) benchmarks/bench_preprocess.py
 	$(PY) benchmarks/bench_predict.py
+
+# Serves on SOUNDALIKE_HOST:SOUNDALIKE_PORT (127.0.0.1:5000) with gunicorn (gunicorn.conf.py). A data
+# folder with no store gets the synthesised demo library first, so a fresh clone has something to serve.
+run: setup
+	$(PY) -m model.demo_library --if-empty
+	$(VENV)/bin/gunicorn
+
+# The Dockerfile cannot be built here (no Docker engine): it is linted, and its entry script checked.
+lint: setup
+	$(VENV)/bin/hadolint Dockerfile
+	sh -n docker-entrypoint.sh
