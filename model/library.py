@@ -34,7 +34,7 @@ class Analysis:
     genre: str
     probabilities: dict[str, float]         # every genre, most probable first
     match: Track | None                     # the library track whose decoded audio the upload is
-    recommendations: list[Recommendation]   # nearest first, never `match`
+    recommendations: list[Recommendation]   # never `match`, nor another library copy of the same audio
     duration_s: float
 
 
@@ -53,7 +53,10 @@ class Library:
         self._chroma_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="chroma")
         if not self.tracks:
             raise StoreError(f"the store at {store.root} holds no tracks: build it with preprocess.py")
-        self._by_hash = {t.content_hash: i for i, t in enumerate(self.tracks)}
+        # A collection can hold one recording twice under two ids (GTZAN has exact repeats).
+        self._by_hash: dict[str, list[int]] = {}
+        for row, track in enumerate(self.tracks):
+            self._by_hash.setdefault(track.content_hash, []).append(row)
         blocks = self._blocks(
             lambda: np.array([chroma_summary(store.load(t)["chroma"]) for t in self.tracks]),
             lambda: self._embeddings(Path(weights_dir)))
@@ -84,13 +87,13 @@ class Library:
         probs, embedding = self.classifier.analyse(log_mel(y))
         order = np.argsort(-probs, kind="stable")
         genres = [self.classifier.genres[i] for i in order]
-        match = self._by_hash.get(audio.content_hash)
+        same = self._by_hash.get(audio.content_hash, [])
         query = self.scaler.transform(self._blocks(lambda: chroma_summary(chroma.result()), lambda: embedding))
-        picks = self.index.query(query[0], genres, exclude=() if match is None else (match,))
+        picks = self.index.query(query[0], genres, exclude=same)
         return Analysis(
             genre=genres[0],
             probabilities={g: float(probs[i]) for g, i in zip(genres, order)},
-            match=None if match is None else self.tracks[match],
+            match=self.tracks[same[0]] if same else None,
             recommendations=[Recommendation(self.tracks[p.index], p.distance, 1.0 / (1.0 + p.distance))
                              for p in picks],
             duration_s=audio.duration_s)

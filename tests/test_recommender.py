@@ -8,8 +8,9 @@ import soundfile as sf
 from conftest import write_audio
 from model.audio import decode
 from model.classifier import GenreClassifier
-from model.demo_library import build, synthesise
+from model.demo_library import build, synthesise, write_clips
 from model.features import chromagram
+from model.ingest import ingest
 from model.library import Library
 from model.params import GENRES, SAMPLE_RATE
 from model.recommender import GenreKnn, SpaceScaler, chroma_summary
@@ -135,6 +136,18 @@ def test_an_upload_of_a_library_track_is_named_and_left_out(store, classifier, t
                                                       reverse=True)
         assert analysis.genre == next(iter(analysis.probabilities))
         assert abs(sum(analysis.probabilities.values()) - 1) < 1e-4
+
+
+def test_every_library_copy_of_the_uploaded_audio_is_left_out(classifier, tmp_path):
+    folder = tmp_path / "audio"
+    write_clips(folder, per_genre=1, seconds=6.0)
+    original = folder / "jazz" / "jazz.demo01.flac"
+    (folder / "jazz" / "jazz.again.flac").write_bytes(original.read_bytes())
+    ingest(folder, tmp_path / "data", workers=1, progress=False)
+    library = Library(Store(tmp_path / "data"), classifier, WEIGHTS, scope="library")
+    analysis = library.analyse(decode(original))
+    assert analysis.match.id in ("jazz.again", "jazz.demo01")
+    assert not {"jazz.again", "jazz.demo01"} & {r.track.id for r in analysis.recommendations}
 
 
 def test_genre_scope_picks_from_the_predicted_genre_and_then_the_next(store, classifier):
