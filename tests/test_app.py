@@ -2,6 +2,7 @@
 import io
 import re
 
+import flask
 import numpy as np
 import pytest
 import soundfile as sf
@@ -81,6 +82,13 @@ def test_the_upload_form_and_what_the_library_is(client):
     assert 'type="file"' in html and 'enctype="multipart/form-data"' in html and 'name="file"' in html
     assert "synthesised demo library" not in html   # this library has an AU file of its own
     assert "python preprocess.py" in html and "SOUNDALIKE_DATA_DIR" in html
+
+
+def test_the_page_says_when_the_library_is_the_synthesised_demo(app):
+    with app.test_request_context("/"):
+        html = flask.render_template("index.html", about={"demo": True, "tracks": 30, "genres": {},
+                                                          "features": "chroma", "scope": "genre", "limit_mb": 50})
+    assert "synthesised demo library" in html and "not real recordings" in html
 
 
 def test_health(client, folders):

@@ -8,7 +8,7 @@ import soundfile as sf
 from conftest import write_audio
 from model.audio import decode
 from model.classifier import GenreClassifier
-from model.demo_library import build, synthesise, write_clips
+from model.demo_library import build, is_demo, synthesise, write_clips
 from model.features import chromagram
 from model.ingest import ingest
 from model.library import Library
@@ -161,6 +161,14 @@ def test_genre_scope_picks_from_the_predicted_genre_and_then_the_next(store, cla
         if not wanted:
             break
     assert [r.track.genre for r in analysis.recommendations] == expected
+
+
+def test_the_demo_library_is_known_as_such(store, tmp_path):
+    assert is_demo(store) and len(store) == 2 * len(GENRES)
+    folder = tmp_path / "audio"
+    write_clips(folder, per_genre=1, seconds=3.0)
+    ingest(folder, tmp_path / "data", workers=1, progress=False)
+    assert not is_demo(Store(tmp_path / "data"))   # the same clips, indexed from elsewhere
 
 
 def test_embeddings_are_cached_beside_the_store(store, classifier):
