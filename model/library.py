@@ -13,7 +13,7 @@ import numpy as np
 from model.audio import Audio, resample
 from model.classifier import GenreClassifier
 from model.embeddings import patch_embeddings
-from model.features import chromagram, log_mel
+from model.features import chromagram
 from model.params import MAX_PATCHES
 from model.recommender import GenreKnn, SpaceScaler, chroma_summary
 from model.store import Store, StoreError, Track
@@ -84,7 +84,7 @@ class Library:
     def analyse(self, audio: Audio) -> Analysis:
         y = resample(audio.samples, audio.sample_rate)
         chroma = self._chroma_pool.submit(chromagram, y) if self.features != "embedding" else None
-        probs, embedding = self.classifier.analyse(log_mel(y))
+        probs, embedding = self.classifier.analyse_signal(y)
         order = np.argsort(-probs, kind="stable")
         genres = [self.classifier.genres[i] for i in order]
         same = self._by_hash.get(audio.content_hash, [])
