@@ -12,15 +12,15 @@ import sys
 from pathlib import Path
 
 from model.ingest import ingest
+from model.settings import from_env
 from model.store import StoreError
-
-DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="GTZAN collection or music folder with <genre>/ sub-folders")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="store folder (default: data/)")
+    parser.add_argument("--data", type=Path, default=from_env().data_dir,
+                        help="store folder (default: $SOUNDALIKE_DATA_DIR, else data/)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
     args = parser.parse_args(argv)
     try:

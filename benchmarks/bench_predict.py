@@ -27,7 +27,8 @@ def make_song(path: Path, seconds: float, sr: int = 44100) -> Path:
     with sf.SoundFile(path, "w", sr, 2, format="MP3") as f:
         for second in range(int(seconds)):
             t = second + np.arange(sr) / sr
-            root = 110 * 2 ** (rng.integers(0, 12) / 12) if second % 2 == 0 else root
+            if second % 2 == 0:
+                root = 110 * 2 ** (rng.integers(0, 12) / 12)
             y = sum(0.1 * np.sin(2 * np.pi * root * r * t) for r in (1, 1.26, 1.5, 2))
             y += 0.3 * np.exp(-30 * (t % 0.5)) * rng.standard_normal(sr)
             f.write(np.stack([y, 0.8 * y], axis=1).astype(np.float32))
@@ -44,7 +45,7 @@ def main() -> int:
         clip = SHARED_GTZAN / "blues" / "blues.00012.flac"
         if not clip.exists():
             clip = make_song(Path(tmp) / "clip30.mp3", 30)
-            print(f"shared clips absent: using a generated 30 s clip")
+            print("shared clips absent: using a generated 30 s clip")
         files = {"30 s clip": clip, "4 min 44.1 kHz stereo mp3": make_song(Path(tmp) / "song.mp3", 240)}
         for name, path in files.items():
             median, times = median_seconds(lambda: predict_file(classifier, path), args.repeats)

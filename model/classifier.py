@@ -7,9 +7,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from model.features import log_mel_patches, patches
+from model.features import log_mel_patches
 from model.musicnn import EMBEDDING_DIM, build_musicnn
-from model.params import GENRES, MAX_PATCHES, N_MELS, PATCH_FRAMES
+from model.params import GENRES, MAX_PATCHES, N_MELS, PATCH_FRAMES, SAMPLE_RATE, feature_params
 from model.weights import BACKBONE_FILE, DEFAULT_WEIGHTS_DIR, HEAD_FILE, HEAD_INFO_FILE
 
 
@@ -65,7 +65,6 @@ class GenreClassifier:
             raise WeightsError(f"the head in {weights_dir} was trained for genres {info['genres']}, "
                                f"this version has {list(GENRES)}")
         recorded = info.get("feature_params", {})
-        from model.params import feature_params
         if any(recorded.get(k) != v for k, v in feature_params().items()):
             raise WeightsError(f"the head in {weights_dir} was trained on other feature parameters "
                                f"({recorded}): retrain it with python -m model.train")
@@ -78,22 +77,15 @@ class GenreClassifier:
         probs, embedding = self._run(np.asarray(batch, dtype=np.float32))
         return probs.numpy(), embedding.numpy()
 
-    def analyse(self, mel: np.ndarray, max_patches: int | None = MAX_PATCHES) -> tuple[np.ndarray, np.ndarray]:
-        """A track's genre probabilities (summing to 1) and mean embedding, from its (frames, N_MELS) log-mel.
+    def analyse(self, y: np.ndarray, max_patches: int | None = MAX_PATCHES) -> tuple[np.ndarray, np.ndarray]:
+        """A track's genre probabilities (summing to 1) and mean embedding, from its 16 kHz samples.
 
-        At most `max_patches` patches, spread over the track, are looked at: a long song costs
-        no more than a 30 s clip."""
-        return self._mean(*self.analyse_patches(patches(mel, max_patches)))
-
-    def analyse_signal(self, y: np.ndarray, max_patches: int | None = MAX_PATCHES) -> tuple[np.ndarray, np.ndarray]:
-        """`analyse` from 16 kHz samples, computing the log-mel of the patches looked at only."""
-        return self._mean(*self.analyse_patches(log_mel_patches(y, max_patches)))
-
-    @staticmethod
-    def _mean(probs: np.ndarray, embedding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        At most `max_patches` patches, spread over the track, are looked at (and only their
+        log-mel is computed): a long song costs no more than a 30 s clip."""
+        probs, embedding = self.analyse_patches(log_mel_patches(y, max_patches))
         mean = probs.mean(axis=0, dtype=np.float64)
         return (mean / mean.sum()).astype(np.float32), embedding.mean(axis=0)
 
     def warm_up(self) -> None:
-        """Trace and run the graph once, so the first request is not the slow one."""
-        self.analyse(np.zeros((PATCH_FRAMES, N_MELS), np.float32))
+        """Trace and run the graph once at its largest batch, so the first request is not the slow one."""
+        self.analyse(np.zeros(30 * SAMPLE_RATE, np.float32))

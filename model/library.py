@@ -84,7 +84,7 @@ class Library:
     def analyse(self, audio: Audio) -> Analysis:
         y = resample(audio.samples, audio.sample_rate)
         chroma = self._chroma_pool.submit(chromagram, y) if self.features != "embedding" else None
-        probs, embedding = self.classifier.analyse_signal(y)
+        probs, embedding = self.classifier.analyse(y)
         order = np.argsort(-probs, kind="stable")
         genres = [self.classifier.genres[i] for i in order]
         same = self._by_hash.get(audio.content_hash, [])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from model.audio import Audio, AudioError, AudioSource, decode, resample
 from model.classifier import GenreClassifier, WeightsError
-from model.weights import DEFAULT_WEIGHTS_DIR
+from model.settings import from_env
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Prediction:
 
 
 def predict_audio(classifier: GenreClassifier, audio: Audio) -> Prediction:
-    probs, _ = classifier.analyse_signal(resample(audio.samples, audio.sample_rate))
+    probs, _ = classifier.analyse(resample(audio.samples, audio.sample_rate))
     probabilities = {g: float(p) for g, p in zip(classifier.genres, probs)}
     return Prediction(max(probabilities, key=probabilities.get), probabilities, audio.duration_s)
 
@@ -38,7 +38,8 @@ def predict_file(classifier: GenreClassifier, source: AudioSource) -> Prediction
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path)
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS_DIR)
+    parser.add_argument("--weights", type=Path, default=from_env().weights_dir,
+                        help="weights folder (default: $SOUNDALIKE_WEIGHTS_DIR, else weights/)")
     args = parser.parse_args(argv)
     try:
         classifier = GenreClassifier.load(args.weights)

@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Mapping
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = ROOT / "data"
+DEFAULT_WEIGHTS_DIR = ROOT / "weights"
+DEFAULT_UPLOAD_DIR = ROOT / "input_data"
 
 
 @dataclass(frozen=True)
@@ -30,9 +33,9 @@ def from_env(env: Mapping[str, str] = os.environ) -> Settings:
         return env.get(f"SOUNDALIKE_{name}") or default
 
     return Settings(
-        data_dir=Path(get("DATA_DIR", str(ROOT / "data"))),
-        weights_dir=Path(get("WEIGHTS_DIR", str(ROOT / "weights"))),
-        upload_dir=Path(get("UPLOAD_DIR", str(ROOT / "input_data"))),
+        data_dir=Path(get("DATA_DIR", str(DEFAULT_DATA_DIR))),
+        weights_dir=Path(get("WEIGHTS_DIR", str(DEFAULT_WEIGHTS_DIR))),
+        upload_dir=Path(get("UPLOAD_DIR", str(DEFAULT_UPLOAD_DIR))),
         host=get("HOST", "127.0.0.1"),
         port=int(get("PORT", "5000")),
         features=get("FEATURES", "chroma"),

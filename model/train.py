@@ -26,9 +26,8 @@ from model.classifier import WeightsError, build_head, load_backbone
 from model.embeddings import patch_embeddings
 from model.params import GENRES, MAX_PATCHES, feature_params
 from model.store import Store, StoreError, Track
-from model.weights import BACKBONE_FILE, DEFAULT_WEIGHTS_DIR, HEAD_FILE, HEAD_INFO_FILE, atomic_save_weights, file_digest
-
-DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+from model.settings import from_env
+from model.weights import BACKBONE_FILE, HEAD_FILE, HEAD_INFO_FILE, atomic_save_weights, file_digest
 
 
 def block_folds(tracks: list[Track], n_folds: int) -> np.ndarray:
@@ -113,8 +112,11 @@ def format_report(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="feature store (default: data/)")
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS_DIR, help="weights folder (default: weights/)")
+    settings = from_env()
+    parser.add_argument("--data", type=Path, default=settings.data_dir,
+                        help="feature store (default: $SOUNDALIKE_DATA_DIR, else data/)")
+    parser.add_argument("--weights", type=Path, default=settings.weights_dir,
+                        help="weights folder (default: $SOUNDALIKE_WEIGHTS_DIR, else weights/)")
     parser.add_argument("--folds", type=int, default=5, help="blocks of ids per genre for cross-validation")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)

@@ -7,13 +7,12 @@ from pathlib import Path
 import keras
 
 from model.atomic import atomic_write
+from model.settings import DEFAULT_WEIGHTS_DIR  # noqa: F401  (where the shipped weights live)
 
 BACKBONE_FILE = "msd_musicnn.weights.h5"
 HEAD_FILE = "genre_head.weights.h5"
 HEAD_INFO_FILE = "genre_head.json"
 LICENCE_FILE = "LICENSE-musicnn.md"
-
-DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 def atomic_save_weights(model: keras.Model, target: Path) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED_GTZAN, write_audio
+from conftest import write_audio
 from golden.make_golden import SYNTHETIC, SYNTHETIC_RATE, synthetic_pcm
 from model.audio import decode, resample
 from model.features import log_mel, patches
