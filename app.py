@@ -16,7 +16,6 @@ from typing import Any, Mapping
 
 import soundfile as sf
 from flask import Flask, Response, g, jsonify, render_template, request, send_file, url_for
-from threadpoolctl import threadpool_limits
 from werkzeug.exceptions import HTTPException
 
 from model.audio import AudioError, decode
@@ -56,9 +55,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     library = Library(store, GenreClassifier.load(weights_dir), weights_dir,
                       features=app.config["FEATURES"], scope=app.config["SCOPE"])
     uploads = Uploads(app.config["UPLOAD_DIR"], app.config["MAX_UPLOADS"])
-    # Single-threaded BLAS for librosa's matrix products: its threads would only fight the network's
-    # for the cores (a 30 s request: ~220 -> ~160 ms on 2 cores). Set once all libraries are loaded.
-    threadpool_limits(1, user_api="blas")
     about = {"tracks": len(store), "genres": {g: len(store.tracks(g)) for g in store.genres},
              "demo": is_demo(store), "features": library.features, "scope": library.scope,
              "limit_mb": app.config["MAX_CONTENT_LENGTH"] / 1024 / 1024}

@@ -1,6 +1,8 @@
 """Features computed from 16 kHz mono samples: MusiCNN's log-mel input, its patches, and chromagrams."""
 from __future__ import annotations
 
+import warnings
+
 import librosa
 import numpy as np
 
@@ -68,7 +70,11 @@ def log_mel_patches(y: np.ndarray, max_patches: int | None = MAX_PATCHES, sr: in
 def chromagram(y: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Energy-normalised chromagram, shape (N_CHROMA, frames), float32."""
     _check_rate(sr)
-    chroma = librosa.feature.chroma_stft(y=y, sr=sr, n_fft=CHROMA_N_FFT, hop_length=CHROMA_HOP, n_chroma=N_CHROMA)
+    with warnings.catch_warnings():
+        # Audio with no clear pitch (drums, noise) leaves the tuning estimate at 0 with a warning: expected.
+        warnings.filterwarnings("ignore", message="Trying to estimate tuning from empty frequency set")
+        chroma = librosa.feature.chroma_stft(y=y, sr=sr, n_fft=CHROMA_N_FFT, hop_length=CHROMA_HOP,
+                                             n_chroma=N_CHROMA)
     return chroma.astype(np.float32)
 
 
