@@ -112,15 +112,24 @@ def test_cli_prints_a_summary_and_fails_cleanly_on_a_missing_source(tmp_path):
     assert missing.returncode == 2 and "is not a folder" in missing.stderr and "Traceback" not in missing.stderr
 
 
+def _stored(data) -> int:
+    """Tracks in the tables right now (read while a writer may be renaming them)."""
+    return sum(max(0, len(t.read_text().splitlines()) - 1) for t in data.glob("*/tracks.csv"))
+
+
 def test_kill_9_at_any_moment_leaves_a_readable_store_that_the_next_run_completes(tmp_path):
     source = make_collection(tmp_path / "src", genres=("blues", "disco", "pop", "rock"), per_genre=10, seconds=20.0)
     data = tmp_path / "data"
     command = [sys.executable, "preprocess.py", str(source), "--data", str(data), "--workers", "2"]
     partial = []
-    for delay in (0.5, 2.5, 3.5, 4.5):
+    # Kill during start-up, then as soon as the store holds 5, 15 and 25 tracks: mid-write, most likely.
+    for stored_by_then in (0, 5, 15, 25):
         process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    start_new_session=True)
-        time.sleep(delay)
+        deadline = time.monotonic() + 120
+        time.sleep(0.5)
+        while _stored(data) < stored_by_then and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
         os.killpg(process.pid, signal.SIGKILL)  # the workers too
         process.wait()
         if (data / MANIFEST).exists():
