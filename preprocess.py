@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\npreprocess: interrupted; what was stored is kept, and a re-run completes the rest", file=sys.stderr)
         return 130
     print(summary.report())
+    if summary.stored + summary.already + len(summary.skipped) == 0:
+        print(f"preprocess: no audio files under {args.source} (expected <genre>/ folders of wav, au, flac, "
+              "ogg, mp3 ...)", file=sys.stderr)
+        return 1
     return 0
 
 

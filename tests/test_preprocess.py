@@ -110,6 +110,10 @@ def test_cli_prints_a_summary_and_fails_cleanly_on_a_missing_source(tmp_path):
     missing = subprocess.run([sys.executable, "preprocess.py", str(tmp_path / "none"), "--data", str(tmp_path / "d")],
                              cwd=REPO, capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "is not a folder" in missing.stderr and "Traceback" not in missing.stderr
+    (tmp_path / "empty").mkdir()
+    empty = subprocess.run([sys.executable, "preprocess.py", str(tmp_path / "empty"), "--data", str(tmp_path / "e")],
+                           cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert empty.returncode == 1 and "no audio files" in empty.stderr
 
 
 def _stored(data) -> int:
