@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     for path in args.files:
         try:
+            if not path.is_file():
+                raise FileNotFoundError("no such file")
             result = {"file": str(path), **predict_file(classifier, path).to_json()}
         except (AudioError, OSError) as error:
             result, status = {"file": str(path), "error": str(error)}, 1
