@@ -59,6 +59,12 @@ def ingest(source: Path, data_dir: Path, workers: int | None = None, progress: b
     start = time.perf_counter()
     candidates, passed_over = discover(source)
     store = Store(data_dir, create=True)
+    with store.writer():
+        return _ingest(store, candidates, passed_over, workers, progress, start)
+
+
+def _ingest(store: Store, candidates: list[Candidate], passed_over: list[tuple[Path, str]], workers: int | None,
+            progress: bool, start: float) -> Summary:
     summary = Summary(skipped=[(str(p), reason) for p, reason in passed_over])
     todo = []
     for c in candidates:

@@ -11,6 +11,7 @@ simply computed again by the next run.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -18,6 +19,7 @@ import re
 from dataclasses import asdict, dataclass, fields
 from importlib import metadata
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -25,6 +27,7 @@ from model.atomic import atomic_write, remove_leftovers
 from model.params import feature_params
 
 MANIFEST = "manifest.json"
+LOCK = ".writer.lock"
 TABLE = "tracks.csv"
 FEATURES = "features"
 STORE_FORMAT = 1
@@ -68,6 +71,9 @@ class Store:
                 json.dump(self.manifest, f, indent=2)
         else:
             raise StoreError(f"no feature store at {self.root} (no {MANIFEST}): build one with preprocess.py")
+        self._load_tables()
+
+    def _load_tables(self) -> None:
         self._tables: dict[str, dict[str, Track]] = {}
         for table in sorted(self.root.glob(f"*/{TABLE}")):
             genre = table.parent.name
@@ -136,6 +142,22 @@ class Store:
             raise StoreError(f"features of {track.genre}/{track.id} are unreadable: {error}") from error
 
     # Writing (one writer at a time)
+
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[None]:
+        """Hold the store's writer lock: a second writer would overwrite the first one's table rows."""
+        try:
+            import fcntl
+        except ImportError:  # no advisory locks (Windows): one writer at a time is then the user's care
+            yield
+            return
+        with (self.root / LOCK).open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(f"another process is writing the store at {self.root}") from None
+            self._load_tables()  # what a writer that finished before the lock was taken added
+            yield
 
     def prepare(self, genre: str) -> None:
         """Make a genre's folders and clear what a killed writer left half-written there."""

@@ -147,3 +147,15 @@ def test_kill_9_at_any_moment_leaves_a_readable_store_that_the_next_run_complete
     assert len(store) == 40
     assert_readable(store)
     assert not list(data.rglob("*.tmp"))
+
+
+def test_one_writer_at_a_time(tmp_path):
+    source = make_collection(tmp_path / "src", per_genre=1)
+    first = Store(tmp_path / "data", create=True)
+    with first.writer():
+        with pytest.raises(StoreError, match="another process is writing"):
+            ingest(source, tmp_path / "data", workers=1, progress=False)
+    stale = Store(tmp_path / "data")
+    ingest(source, tmp_path / "data", workers=1, progress=False)
+    with stale.writer():  # taking the lock catches up with what the other writer stored
+        assert len(stale) == 2
