@@ -170,11 +170,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 if __name__ == "__main__":
-    from model.demo_library import build
-    from model.store import MANIFEST
+    from model import demo_library
 
     settings = from_env()
-    if not (settings.data_dir / MANIFEST).exists():
-        print(f"no store in {settings.data_dir}: building the demo library there")
-        print(build(settings.data_dir).report())
+    demo_library.main(["--if-empty", "--data", str(settings.data_dir)])
     create_app().run(host=settings.host, port=settings.port)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
@@ -35,6 +36,13 @@ def write_audio(path: Path, y: np.ndarray, sr: int, **kwargs) -> Path:
     else:
         sf.write(path, y, sr, **kwargs)
     return path
+
+
+def mp3_bytes(seconds: float, sr: int = 44100) -> bytes:
+    """A generated clip encoded as MP3 (libsndfile's encoder), as bytes."""
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(seconds, sr), sr, format="MP3")
+    return buffer.getvalue()
 
 
 def shared_clips(kind: str | None = None) -> list[tuple[Path, str]]:

@@ -9,7 +9,7 @@ import soundfile as sf
 
 import model.library
 from app import create_app, default_config
-from conftest import tone, write_audio
+from conftest import mp3_bytes, tone, write_audio
 from model.demo_library import write_clips
 from model.ingest import ingest
 from model.params import GENRES
@@ -163,12 +163,6 @@ def test_unknown_audio_and_paths_are_404(client, url):
     assert response.status_code == 404 and b"Traceback" not in response.data
 
 
-def _mp3(seconds: float) -> bytes:
-    buffer = io.BytesIO()
-    sf.write(buffer, tone(seconds, 44100), 44100, format="MP3")
-    return buffer.getvalue()
-
-
 BAD_INPUTS = {
     "no file": (None, (400,)),
     "an empty file": (b"", (400,)),
@@ -184,7 +178,7 @@ BAD_INPUTS = {
 
 def _bad(kind, folders):
     if kind == "truncated-mp3":
-        data = _mp3(10.0)
+        data = mp3_bytes(10.0)
         return data[:len(data) // 3]
     if kind == "truncated-flac":
         data = (folders["AUDIO"] / "rock" / "rock.demo01.flac").read_bytes()

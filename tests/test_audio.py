@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import tone, write_audio
+from conftest import mp3_bytes, tone, write_audio
 from model.audio import AudioError, decode, resample
 from model.params import SAMPLE_RATE
 
@@ -39,16 +39,15 @@ def test_stereo_is_mixed_to_mono(tmp_path):
         decode(path)
 
 
-def _mp3_bytes(tmp_path) -> bytes:
-    return write_audio(tmp_path / "x.mp3", tone(4.0, 44100), 44100, format="MP3").read_bytes()
+MP3 = mp3_bytes(4.0)
 
 
 @pytest.mark.parametrize("make,message", [
     (lambda tmp: b"", "decodable"),
     (lambda tmp: np.random.default_rng(0).bytes(50_000), "decodable"),
     (lambda tmp: b"This is a text file, renamed to .wav.\n" * 100, "decodable"),
-    (lambda tmp: _mp3_bytes(tmp)[: len(_mp3_bytes(tmp)) // 2], "truncated"),
-    (lambda tmp: _mp3_bytes(tmp)[:600], "decodable|truncated|long"),
+    (lambda tmp: MP3[: len(MP3) // 2], "truncated"),
+    (lambda tmp: MP3[:600], "decodable|truncated|long"),
 ])
 def test_bad_bytes_are_reported_not_crashed_on(tmp_path, make, message):
     with pytest.raises(AudioError, match=message):
