@@ -26,6 +26,9 @@ class Settings:
     scope: str               # recommender search: genre | library
     max_upload_mb: float
     max_uploads: int         # kept uploads beyond this many are deleted, oldest first
+    max_uploads_mb: float    # ... and beyond this many MB in all
+    max_analyses: int        # uploads decoded and analysed at once: bounds the service's memory
+    max_queued: int          # uploads waiting for an analysis; beyond, 503 with Retry-After
 
 
 def from_env(env: Mapping[str, str] = os.environ) -> Settings:
@@ -42,4 +45,7 @@ def from_env(env: Mapping[str, str] = os.environ) -> Settings:
         scope=get("SCOPE", "genre"),
         max_upload_mb=float(get("MAX_UPLOAD_MB", "50")),
         max_uploads=int(get("MAX_UPLOADS", "200")),
+        max_uploads_mb=float(get("MAX_UPLOADS_MB", "2000")),
+        max_analyses=int(get("MAX_ANALYSES", "2")),
+        max_queued=int(get("MAX_QUEUED", "16")),
     )
