@@ -1,29 +1,17 @@
-"""End to end: a store of a few shared GTZAN clips, the real server (gunicorn) on a free loopback port,
-real clips uploaded over HTTP."""
+"""End to end: a store of a few shared GTZAN clips, the real server (`python app.py`) on a free loopback
+port, real clips uploaded over HTTP."""
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
 
 import pytest
 
-from conftest import REPO, shared_clips
+from conftest import shared_clips
 from model.ingest import ingest
 from model.params import GENRES
 from model.settings import from_env
-
-STARTUP_S = 180
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from serving import running_server
 
 
 def request(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:
@@ -52,31 +40,10 @@ def server(shared_gtzan, tmp_path_factory):
         link.symlink_to(path)
     summary = ingest(root / "source", root / "data", workers=2, progress=False)
     assert summary.stored == len(chosen), summary.report()
-    port = free_port()
-    env = dict(os.environ, SOUNDALIKE_DATA_DIR=str(root / "data"), SOUNDALIKE_UPLOAD_DIR=str(root / "uploads"),
-               SOUNDALIKE_WEIGHTS_DIR=str(from_env().weights_dir), SOUNDALIKE_HOST="127.0.0.1",
-               SOUNDALIKE_PORT=str(port), SOUNDALIKE_MAX_UPLOAD_MB="5")
-    log = (root / "server.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "gunicorn"], cwd=REPO, env=env, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the server exited ({process.returncode}):\n{(root / 'server.log').read_text()[-3000:]}")
-            try:
-                if request(base + "/api/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not answer within {STARTUP_S} s")
-            time.sleep(0.5)
-        yield {"base": base, "chosen": chosen, "root": root}
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+    env = {"SOUNDALIKE_DATA_DIR": str(root / "data"), "SOUNDALIKE_UPLOAD_DIR": str(root / "uploads"),
+           "SOUNDALIKE_WEIGHTS_DIR": str(from_env().weights_dir), "SOUNDALIKE_MAX_UPLOAD_MB": "5"}
+    with running_server(env, workdir=root) as running:
+        yield {"base": running.base, "chosen": chosen, "root": root}
 
 
 def test_health_over_http(server):
