@@ -170,8 +170,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 if __name__ == "__main__":
-    from model import demo_library
+    # The production server (model/server.py); an empty data folder gets the demo library first.
+    from model import demo_library, server
 
-    settings = from_env()
-    demo_library.main(["--if-empty", "--data", str(settings.data_dir)])
-    create_app().run(host=settings.host, port=settings.port)
+    demo_library.main(["--if-empty", "--data", str(from_env().data_dir)])
+    server.main()

@@ -1,0 +1,216 @@
+"""Soundalike's production HTTP server: waitress, with deadlines for slow clients.
+
+    python app.py            (builds the demo library into an empty data folder first)
+    python -m model.server
+
+Waitress reads a whole request, body included, on its one I/O thread before an application thread
+sees it (bodies over 512 KiB go to a temporary file), so a slow client holds a connection, never a
+thread. What waitress lacks is a deadline for a request that keeps trickling in; `Bounds` adds one.
+A request being received is answered 408 and its connection closed when
+
+- its request line and headers are not complete `header_s` (10 s) after its first byte;
+- `t` seconds after its first byte, fewer than `min_rate` x (t - `grace_s`) bytes of it have come
+  (8 KiB/s after 10 s): a 50 MB upload may take up to 10 s + 50 MB / 8 KiB/s, about 1 h 42 min;
+- nothing of it has come for `silence_s` (30 s).
+
+A connection with no request being received or answered (a kept-alive one, one that never sent
+anything, one whose client does not read its response) is closed after `idle_s` (15 s) without
+traffic. At `CONNECTION_LIMIT` open connections, the idle ones that have been quiet longest are closed
+to make room for new ones. A connection being closed that still cannot take its last bytes after
+`close_s` (5 s) is closed at once. The time the application takes is not bounded here.
+"""
+from __future__ import annotations
+
+import logging
+import resource
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
+from waitress.server import TcpWSGIServer
+from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
+from waitress.utilities import RequestEntityTooLarge
+
+from model.settings import Settings, from_env
+
+log = logging.getLogger("soundalike.server")
+
+CONNECTION_LIMIT = 1000
+FILES_RESERVED = 256          # the application's own files: store, weights, uploads, logs
+EXTRA_THREADS = 4             # beyond the analyses admitted and queued: always some for a 503 or /api/health
+
+
+@dataclass(frozen=True)
+class Bounds:
+    header_s: float = 10.0
+    grace_s: float = 10.0
+    min_rate: float = 8192.0  # bytes per second, counted from a request's first byte
+    silence_s: float = 30.0
+    idle_s: float = 15.0
+    close_s: float = 5.0
+    check_s: int = 1          # how often connections are checked (waitress takes whole seconds)
+
+    def describe(self) -> str:
+        return (f"headers within {self.header_s:g} s, then at least {self.min_rate / 1024:g} KiB/s after "
+                f"{self.grace_s:g} s, silence within a request {self.silence_s:g} s, idle connections "
+                f"{self.idle_s:g} s")
+
+
+BOUNDS = Bounds()
+
+
+class TooLargeTask(WSGITask):
+    """A body announced larger than the limit: the application answers from the headers alone (its own
+    413 page or JSON, as it would have), and the connection is closed since the body was never read."""
+
+    def build_response_header(self) -> bytes:
+        self.set_close_on_finish()
+        return super().build_response_header()
+
+
+def error_task(channel: HTTPChannel, request: HTTPRequestParser) -> ErrorTask | WSGITask:
+    if isinstance(request.error, RequestEntityTooLarge) and request.content_length:
+        return TooLargeTask(channel, request)
+    return ErrorTask(channel, request)
+
+
+class BoundedChannel(HTTPChannel):
+    """One connection: counts the time and bytes of the request being received."""
+
+    error_task_class = staticmethod(error_task)
+    request_since = 0.0    # time.time() of the request's first byte
+    request_bytes = 0
+    closing_since: float | None = None
+
+    def received(self, data: bytes) -> bool:
+        if self.request is None:
+            self.request_since, self.request_bytes = time.time(), 0
+        self.request_bytes += len(data)
+        return super().received(data)
+
+    def send_continue(self) -> None:
+        # Waitress would invite the body of a request it has refused (413) and then wait for that body.
+        if self.request.error is None:
+            super().send_continue()
+
+    def service(self) -> None:
+        super().service()
+        # A request that came in behind this one (pipelined) waited for it: its clock starts now.
+        self.request_since, self.request_bytes = time.time(), 0
+
+    def overdue(self, now: float, bounds: Bounds) -> str | None:
+        """Why the request being received has taken too long, or None."""
+        age = now - self.request_since
+        if not self.request.headers_finished and age > bounds.header_s:
+            return f"the request line and headers took more than {bounds.header_s:g} s"
+        if now - self.last_activity > bounds.silence_s:
+            return f"nothing came for {bounds.silence_s:g} s"
+        if age > bounds.grace_s + self.request_bytes / bounds.min_rate:
+            return f"the request came slower than {bounds.min_rate / 1024:g} KiB/s"
+        return None
+
+    def time_out(self, reason: str) -> None:
+        body = f"Request Timeout: {reason}\n".encode()
+        response = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                    b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        with self.outbuf_lock:
+            self.outbufs[-1].append(response)
+            self.total_outbufs_len += len(response)
+        self.will_close = True
+        log.debug("408 to %s: %s", self.addr, reason)
+
+
+class BoundedServer(TcpWSGIServer):
+    channel_class = BoundedChannel
+    bounds = BOUNDS
+    full_logged_at = 0.0
+
+    def maintenance(self, now: float) -> None:
+        for channel in list(self.active_channels.values()):
+            if channel.will_close:
+                # Closed when its last bytes are sent; a client that reads nothing would keep it open.
+                channel.closing_since = channel.closing_since or now
+                if now - channel.closing_since > self.bounds.close_s:
+                    channel.handle_close()
+            elif channel.requests:
+                continue   # being answered: the application's time, not the client's
+            elif channel.request is None:
+                if now - channel.last_activity > self.bounds.idle_s:
+                    channel.will_close = True
+            else:
+                reason = channel.overdue(now, self.bounds)
+                if reason:
+                    channel.time_out(reason)
+
+    def readable(self) -> bool:
+        now = time.time()
+        if now >= self.next_channel_cleanup:
+            self.next_channel_cleanup = now + self.adj.cleanup_interval
+            self.maintenance(now)
+        if not self.accepting:
+            return False
+        if len(self._map) < self.adj.connection_limit:
+            return True
+        self.make_room(now)
+        return False   # the connections closed to make room close in this turn of the loop: accept in the next
+
+    def make_room(self, now: float) -> None:
+        idle = sorted((c for c in self.active_channels.values()
+                       if not (c.will_close or c.requests) and c.request is None), key=lambda c: c.last_activity)
+        for channel in idle[:max(1, self.adj.connection_limit // 10)]:
+            channel.will_close = True
+        if now - self.full_logged_at > 60:   # a warning a minute at most, during a flood
+            self.full_logged_at = now
+            log.warning("%d connections open: closing the %d idle longest, %s", len(self.active_channels),
+                        min(len(idle), max(1, self.adj.connection_limit // 10)),
+                        "new connections wait" if not idle else "to accept new ones")
+
+
+def connection_limit(wanted: int) -> int:
+    """`wanted`, or fewer if the process may not open enough files: each connection may hold a socket
+    and a temporary file for its body. Raises the soft limit towards the hard one first."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = 2 * wanted + FILES_RESERVED
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return wanted if soft == resource.RLIM_INFINITY else max(1, min(wanted, (soft - FILES_RESERVED) // 2))
+
+
+def make_server(app: Callable, settings: Settings) -> BoundedServer:
+    """The server, bound to settings.host:settings.port and accepting; `run()` serves."""
+    adj = Adjustments(
+        host=settings.host, port=settings.port,
+        threads=settings.max_analyses + settings.max_queued + EXTRA_THREADS,
+        connection_limit=connection_limit(CONNECTION_LIMIT),
+        # Waitress refuses a larger announced body before reading it (>=, hence the + 1).
+        max_request_body_size=int(settings.max_upload_mb * 1024 * 1024) + 1,
+        cleanup_interval=BOUNDS.check_s, channel_timeout=int(BOUNDS.idle_s),
+        asyncore_use_poll=True,   # select() fails beyond 1024 file descriptors
+    )
+    dispatcher = ThreadedTaskDispatcher()
+    dispatcher.set_thread_count(adj.threads)
+    return BoundedServer(app, map={}, dispatcher=dispatcher, adj=adj)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from app import create_app   # here, so that importing this module loads no TensorFlow
+
+    settings = from_env()
+    server = make_server(create_app(), settings)
+    # As PID 1 in a container, SIGTERM would otherwise be ignored: stop as on Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    log.info("serving http://%s:%s (waitress): %d threads, up to %d connections, uploads up to %g MB; %s",
+             server.effective_host, server.effective_port, server.adj.threads, server.adj.connection_limit,
+             settings.max_upload_mb, BOUNDS.describe())
+    server.run()
+
+
+if __name__ == "__main__":
+    main()
