@@ -15,7 +15,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY model/ model/
-COPY app.py preprocess.py gunicorn.conf.py docker-entrypoint.sh ./
+COPY app.py preprocess.py docker-entrypoint.sh ./
 COPY templates/ templates/
 COPY static/ static/
 COPY weights/ weights/

@@ -21,11 +21,10 @@ bench: setup
 	$(PY) benchmarks/bench_predict.py
 	$(PY) benchmarks/bench_api.py
 
-# Serves on SOUNDALIKE_HOST:SOUNDALIKE_PORT (127.0.0.1:5000) with gunicorn (gunicorn.conf.py). A data
+# Serves on SOUNDALIKE_HOST:SOUNDALIKE_PORT (127.0.0.1:5000) with waitress (model/server.py). A data
 # folder with no store gets the synthesised demo library first, so a fresh clone has something to serve.
 run: setup
-	$(PY) -m model.demo_library --if-empty
-	$(VENV)/bin/gunicorn
+	$(PY) app.py
 
 # The Dockerfile cannot be built here (no Docker engine): it is linted, and its entry script checked.
 lint: setup

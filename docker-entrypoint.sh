@@ -1,5 +1,5 @@
 #!/bin/sh
-# Builds the feature store on first start, then serves with gunicorn (gunicorn.conf.py).
+# Builds the feature store on first start, then serves with waitress (model/server.py).
 #  - GTZAN (or any <genre>/ music folder) mounted at $SOUNDALIKE_GTZAN_DIR: preprocess.py indexes it
 #    into $SOUNDALIKE_DATA_DIR. It stores only what is new, so a restart finishes an interrupted build.
 #  - Nothing mounted there and no store in $SOUNDALIKE_DATA_DIR: the synthesised demo library is built
@@ -13,4 +13,4 @@ elif [ ! -f "$SOUNDALIKE_DATA_DIR/manifest.json" ]; then
     export SOUNDALIKE_DATA_DIR
     python -m model.demo_library --if-empty
 fi
-exec gunicorn "$@"
+exec python -m model.server
