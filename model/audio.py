@@ -1,8 +1,15 @@
-"""Decoding audio files into mono float32 samples, and resampling them for the network."""
+"""Decoding audio files into 16 kHz mono float32 samples, streamed block by block.
+
+Hostile or damaged files must not take the service down (issue 6), so the header is checked before
+anything is read (sample rate, channels, declared length: `model.params`), and the file is then read
+in blocks of at most `BLOCK_SAMPLES` samples, each mixed to mono and resampled at once: what is held
+is only the 16 kHz result, at most `MAX_DURATION_S` of it, whatever the file's rate and length.
+"""
 from __future__ import annotations
 
 import hashlib
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -11,7 +18,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from model.params import MIN_DURATION_S, SAMPLE_RATE
+from model.params import (FULL_SCALE_HEADROOM, MAX_CHANNELS, MAX_DURATION_S, MAX_FLOAT_PEAK, MAX_SOURCE_RATE,
+                          MIN_DURATION_S, MIN_SOURCE_RATE, SAMPLE_RATE)
 
 AudioSource = Union[str, Path, bytes, BinaryIO]
 
@@ -19,8 +27,23 @@ AudioSource = Union[str, Path, bytes, BinaryIO]
 SUPPORTED_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
 # A peak below this (about -80 dBFS) is taken for silence.
 SILENCE_PEAK = 1e-4
-# libsndfile can stop early on a damaged stream; more than this fraction missing is an error.
+# Fewer decoded frames than declared by more than this fraction flags the audio as truncated
+# (declared lengths of lossy streams are estimates).
 MAX_MISSING_FRACTION = 0.02
+# Samples (all channels together) read per block: 512 kB of float32, whatever the channel count
+# (smaller blocks make libsndfile's MP3 and FLAC reading markedly slower).
+BLOCK_SAMPLES = 1 << 17
+# Frames of the smallest block read again when libsndfile fails part-way through a block.
+MIN_BLOCK_FRAMES = 512
+# libsndfile's frame count for a stream whose length it does not know (SF_COUNT_MAX).
+UNKNOWN_FRAMES = 2 ** 63 - 1
+# libsndfile's log line for a chunk that declares more bytes than the file holds, e.g.
+# "data : 220500 (should be 110228)"; RIFF/FORM sizes are left out, writers often get them wrong.
+_SHORT_CHUNK = re.compile(r"^\s*(data|SSND|Data Size|riff)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
+# Chunk sizes that streaming writers put in a header before they know the length: not truncation.
+_PLACEHOLDER_SIZES = (0, 0xFFFFFFFF)
+_OGG_EOS = 0x04          # header_type flag of an Ogg stream's last page
+_OGG_MAX_PAGE = 27 + 255 + 255 * 255   # bytes: header, segment table, body
 
 
 class AudioError(ValueError):
@@ -30,48 +53,200 @@ class AudioError(ValueError):
 @dataclass(frozen=True)
 class Audio:
     samples: np.ndarray      # mono float32, at `sample_rate`
-    sample_rate: int         # Hz
-    content_hash: str        # sha256 of the decoded mono samples: equal for a WAV and a FLAC of one recording
+    sample_rate: int         # Hz; SAMPLE_RATE for everything `decode` returns
+    content_hash: str        # sha256 of the source-rate mono samples: equal for a WAV and a FLAC of one recording
+    source_rate: int = 0     # Hz, the file's own rate; 0: not decoded from a file
+    truncated: bool = False  # the file stops before its declared end (or its stream breaks off); what decoded is here
 
     @property
     def duration_s(self) -> float:
         return len(self.samples) / self.sample_rate
 
 
-def decode(source: AudioSource, min_duration_s: float = MIN_DURATION_S) -> Audio:
-    """Decode a file (path, bytes or binary file object) of any sample rate and channel count.
+def decode(source: AudioSource, min_duration_s: float = MIN_DURATION_S,
+           max_duration_s: float = MAX_DURATION_S) -> Audio:
+    """Decode a file (path, bytes or binary file object) of any sample rate and channel count into
+    16 kHz mono float32.
 
-    Raises AudioError for undecodable, truncated, empty, silent or too short input.
+    Raises AudioError (its message says why) for undecodable, empty, silent, too short or too long
+    input, an absurd header (rate, channels), non-finite samples or float samples far above full
+    scale. A file that breaks off is decoded as far as it goes and flagged `truncated`.
     """
-    if isinstance(source, (bytes, bytearray)):
+    ogg_truncated = _ogg_truncated(source)
+    with _open(source) as f:
+        rate, channels, declared, container = f.samplerate, f.channels, f.frames, f.format
+        _check_header(rate, channels, declared, max_duration_s)
+        header_short = _declares_more_than_it_holds(f.extra_info)
+        seekable = f.seekable()
+        stream = _Stream(rate, max_frames=int(max_duration_s * rate))
+        block_frames = max(1, BLOCK_SAMPLES // channels)
+        broke_off = stream.read(f, block_frames)
+    # libsndfile loses the whole block in which a read fails (a cut FLAC, or one of unknown length):
+    # read that block again from its start, in ever smaller blocks.
+    while broke_off and seekable and block_frames > MIN_BLOCK_FRAMES:
+        block_frames //= 8
+        with _open(source) as f:
+            if stream.frames and f.seek(stream.frames) != stream.frames:
+                break
+            broke_off = stream.read(f, block_frames)
+    stream.finish()
+    missing = declared not in (0, UNKNOWN_FRAMES) and stream.frames < declared * (1 - MAX_MISSING_FRACTION)
+    truncated = broke_off or missing or header_short or (container == "OGG" and ogg_truncated)
+    cut = " (the file is truncated)" if truncated else ""
+    if stream.frames == 0:
+        raise AudioError(f"the audio stream does not decode ({stream.error})" if broke_off else
+                         f"the audio file is empty{cut}")
+    duration = stream.frames / rate
+    if duration < min_duration_s:
+        raise AudioError(f"the audio is {duration:.2f} s long{cut}; at least {min_duration_s:g} s is needed")
+    if stream.peak < SILENCE_PEAK:
+        raise AudioError("the audio is silent")
+    if stream.peak > MAX_FLOAT_PEAK:
+        raise AudioError(f"the samples reach {stream.peak:.3g} times full scale: these are not audio levels")
+    samples = stream.result()
+    if stream.peak > FULL_SCALE_HEADROOM:
+        # Float files may hold any level; scaled to a peak of full scale, as an integer export would be.
+        samples *= np.float32(1 / stream.peak)
+    return Audio(samples=samples, sample_rate=SAMPLE_RATE, content_hash=stream.content_hash(),
+                 source_rate=rate, truncated=truncated)
+
+
+def _open(source: AudioSource) -> sf.SoundFile:
+    """A SoundFile at the start of `source` (again, for a second reading)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(source)
+    elif not isinstance(source, (str, Path)):
+        source.seek(0)
     try:
-        with sf.SoundFile(source) as f:
-            declared = f.frames
-            sample_rate = f.samplerate
-            data = f.read(dtype="float32", always_2d=True)
+        return sf.SoundFile(source)
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
         raise AudioError(f"not a decodable audio file ({_reason(error)})") from error
-    if declared > 0 and len(data) < declared * (1 - MAX_MISSING_FRACTION):
-        raise AudioError(f"the audio stream is truncated ({len(data)} of {declared} frames decode)")
-    if len(data) == 0:
-        raise AudioError("the audio file is empty")
-    samples = _mono(data)
-    if not np.all(np.isfinite(samples)):
-        raise AudioError("the audio holds invalid (non-finite) samples")
-    duration = len(samples) / sample_rate
-    if duration < min_duration_s:
-        raise AudioError(f"the audio is {duration:.2f} s long; at least {min_duration_s:g} s is needed")
-    if float(np.max(np.abs(samples))) < SILENCE_PEAK:
-        raise AudioError("the audio is silent")
-    digest = hashlib.sha256(np.ascontiguousarray(samples).tobytes())
-    digest.update(str(sample_rate).encode())
-    return Audio(samples=np.ascontiguousarray(samples), sample_rate=sample_rate, content_hash=digest.hexdigest())
+
+
+class _Stream:
+    """Reads SoundFiles block by block into 16 kHz mono, hashing the source-rate mono samples."""
+
+    def __init__(self, rate: int, max_frames: int) -> None:
+        self.rate, self.max_frames = rate, max_frames
+        self.frames = 0           # source-rate frames decoded
+        self.peak = 0.0           # of the source-rate mono samples
+        self.error = ""           # why libsndfile last failed
+        self._digest = hashlib.sha256()
+        self._resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(
+            rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")   # as `resample` does one-shot
+        self._parts: list[np.ndarray] = []
+
+    def read(self, f: sf.SoundFile, block_frames: int) -> bool:
+        """Read `f` to its end; True when libsndfile failed part-way (the stream broke off)."""
+        # read(frames) in a loop, not blocks(): libsndfile's GSM, G.721 and XI readers are not
+        # seekable, and blocks() then needs a frame count that we must not trust.
+        buffer = np.empty((block_frames, f.channels), np.float32)
+        while True:
+            try:
+                block = f.read(block_frames, dtype="float32", always_2d=True, out=buffer)
+            except (sf.LibsndfileError, RuntimeError) as error:
+                self.error = _reason(error)
+                return True
+            if len(block) == 0:
+                return False
+            self._add(_mono(block))
+
+    def _add(self, mono: np.ndarray) -> None:
+        peak = float(np.max(np.abs(mono)))    # NaN if any sample is NaN
+        if not np.isfinite(peak):
+            raise AudioError("the audio holds invalid (non-finite) samples")
+        self.frames += len(mono)
+        if self.frames > self.max_frames:
+            raise AudioError(f"the audio is longer than {_spoken(self.max_frames / self.rate)}, "
+                             "the longest Soundalike analyses")
+        self.peak = max(self.peak, peak)
+        self._digest.update(np.ascontiguousarray(mono))
+        if self._resampler is None:
+            self._parts.append(mono.copy())   # `mono` may be a view of the reused read buffer
+        else:
+            self._parts.append(self._resampler.resample_chunk(mono))
+
+    def finish(self) -> None:
+        """Flush the resampler's last samples, once everything is read."""
+        if self._resampler is not None:
+            self._parts.append(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+
+    def result(self) -> np.ndarray:
+        """The 16 kHz mono samples, float32 (the blocks are released as they are joined)."""
+        samples = np.concatenate(self._parts) if self._parts else np.zeros(0, np.float32)
+        self._parts = []
+        return samples.astype(np.float32, copy=False)
+
+    def content_hash(self) -> str:
+        # As decode has always computed it (stores hold these): the source-rate mono float32 bytes, then the rate.
+        digest = self._digest.copy()
+        digest.update(str(self.rate).encode())
+        return digest.hexdigest()
+
+
+def _check_header(rate: int, channels: int, declared: int, max_duration_s: float) -> None:
+    """Refuse absurd headers before anything is read: resampling a 1 Hz header's samples to
+    16 kHz alone would take gigabytes."""
+    if not MIN_SOURCE_RATE <= rate <= MAX_SOURCE_RATE:
+        raise AudioError(f"the file's sample rate is {rate} Hz; Soundalike reads "
+                         f"{MIN_SOURCE_RATE} to {MAX_SOURCE_RATE} Hz")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(f"the file declares {channels} channels; Soundalike reads 1 to {MAX_CHANNELS}")
+    if declared != UNKNOWN_FRAMES and declared / rate > max_duration_s:
+        raise AudioError(f"the file declares {_spoken(declared / rate)} of audio; "
+                         f"Soundalike analyses at most {_spoken(max_duration_s)}")
+
+
+def _spoken(seconds: float) -> str:
+    return f"{seconds / 60:.0f} minutes" if seconds >= 120 else f"{seconds:.1f} s"
+
+
+def _declares_more_than_it_holds(log: str) -> bool:
+    """Whether libsndfile's log says the data chunk is larger than what the file holds (a cut WAV,
+    AIFF, AU or W64: libsndfile then reads what is there without complaint)."""
+    return any(int(declared) > int(actual) and int(declared) not in _PLACEHOLDER_SIZES
+               for _, declared, actual in _SHORT_CHUNK.findall(log))
+
+
+def _ogg_truncated(source: AudioSource) -> bool:
+    """Whether an Ogg file stops before its end-of-stream page (libsndfile reads a cut Ogg
+    Vorbis or Opus file to its last whole page without complaint). False for other data."""
+    tail = _tail(source, _OGG_MAX_PAGE)
+    start = tail.rfind(b"OggS")
+    if start < 0:
+        return False
+    header = tail[start:start + 27]
+    if len(header) < 27:
+        return True
+    segments = tail[start + 27:start + 27 + header[26]]
+    if len(segments) < header[26]:
+        return True
+    end = start + 27 + header[26] + sum(segments)
+    return end > len(tail) or not header[5] & _OGG_EOS
+
+
+def _tail(source: AudioSource, n_bytes: int) -> bytes:
+    """The last `n_bytes` of a source, leaving a file object's position where it was."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source[-n_bytes:])
+    if isinstance(source, (str, Path)):
+        try:
+            with open(source, "rb") as file:
+                file.seek(max(0, file.seek(0, io.SEEK_END) - n_bytes))
+                return file.read()
+        except OSError:
+            return b""   # SoundFile will say what is wrong with the path
+    position = source.tell()
+    try:
+        source.seek(max(0, source.seek(0, io.SEEK_END) - n_bytes))
+        return source.read()
+    finally:
+        source.seek(position)
 
 
 def _mono(data: np.ndarray) -> np.ndarray:
     """Mean of the channels of (frames, channels) data. Summed column by column: numpy's
-    mean over a short inner axis is ten times slower, and long songs are millions of frames."""
+    mean over a short inner axis is ten times slower."""
     if data.shape[1] == 1:
         return data[:, 0]
     mono = data[:, 0].copy()
@@ -82,7 +257,8 @@ def _mono(data: np.ndarray) -> np.ndarray:
 
 
 def resample(samples: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Band-limited resampling (soxr 'HQ', as librosa.load does by default), float32 out."""
+    """Band-limited resampling (soxr 'HQ', as librosa.load does by default), float32 out; a no-op
+    for `decode`'s output, which is already at SAMPLE_RATE."""
     if orig_sr == target_sr:
         return samples.astype(np.float32, copy=False)
     return soxr.resample(samples, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)

@@ -27,6 +27,17 @@ N_CHROMA = 12
 MIN_DURATION_S = 1.0         # shorter uploads or library files are rejected
 MAX_PATCHES = 5              # patches per track at prediction, spread over it: bounds the cost of long songs
 
+# What decoding accepts (model.audio): checked on the header, before anything is read, so that no
+# upload can make a worker decode or resample without bound (issue 6).
+MIN_SOURCE_RATE = 4000       # Hz: below any audio format's rates; a 1-7 Hz header is damage (and 16 kHz from it, gigabytes)
+MAX_SOURCE_RATE = 384000     # Hz: the highest rate of studio converters
+MAX_CHANNELS = 64            # 7th-order ambisonics (64 channels) is the most a recording holds; a read block holds them all
+MAX_DURATION_S = 20 * 60     # s: longer audio is refused; its 16 kHz float32 samples are at most 77 MB
+# Float files can hold any level. Up to +6 dBFS is kept as decoded (lossy decoders overshoot full scale
+# on loud masters); louder, up to +60 dBFS, is scaled to a peak of 1.0; beyond that is not audio levels.
+FULL_SCALE_HEADROOM = 2.0    # peak, times full scale
+MAX_FLOAT_PEAK = 1000.0      # peak, times full scale
+
 # Bump when the way features are computed changes without a parameter changing.
 FEATURE_VERSION = 1
 
