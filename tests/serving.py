@@ -5,10 +5,13 @@
 
 The helper chooses SOUNDALIKE_HOST (127.0.0.1) and SOUNDALIKE_PORT; a data or upload folder that
 `env` does not name is a fresh one in the server's work folder, so no test serves or writes the
-checkout's data/ (an empty data folder gets the demo library, as `python app.py` does).
+checkout's data/ (an empty data folder gets the demo library, as `python app.py` does: about 30 s
+on a loaded 2-core machine; `small_store` makes a 10-track store in about a third of that).
 """
 from __future__ import annotations
 
+import io
+import json
 import os
 import socket
 import subprocess
@@ -22,6 +25,9 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 import pytest
+import soundfile as sf
+
+from conftest import tone
 
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -46,6 +52,67 @@ class Server:
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
+
+
+def small_store(folder: Path) -> Path:
+    """A store of 10 generated 4 s clips (one per genre) in `folder`/data; returns the data folder."""
+    from model.demo_library import write_clips
+    from model.ingest import ingest
+
+    write_clips(folder / "audio", per_genre=1, seconds=4.0)
+    ingest(folder / "audio", folder / "data", workers=1, progress=False)
+    return folder / "data"
+
+
+def wav(seconds: float, seed: int = 0) -> bytes:
+    """A generated clip (conftest.tone) as 16-bit WAV bytes."""
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(seconds, 22050, seed=seed), 22050, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def multipart(content: bytes, filename: str = "song.wav") -> tuple[bytes, str]:
+    boundary = "soundalike-test-boundary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            f"Content-Type: audio/wav\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One response with a Content-Length (as every response of this server has)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a whole response: {data!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    while len(body) < int(headers["content-length"]):
+        chunk = sock.recv(65536)
+        assert chunk, "closed before the whole body"
+        body += chunk
+    return status, headers, body
+
+
+def post_upload(server: Server, content: bytes, rate: float | None = None) -> tuple[int, dict]:
+    """POST /api/analyze; with `rate`, the request goes out at that many bytes a second."""
+    body, content_type = multipart(content)
+    request = (f"POST /api/analyze HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
+               f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+    with socket.create_connection(server.address, timeout=120) as sock:
+        if rate is None:
+            sock.sendall(request)
+        else:
+            start, sent = time.monotonic(), 0
+            while sent < len(request):   # what is due by now, so that late wake-ups do not lower the rate
+                due = min(len(request), int((time.monotonic() - start) * rate) + 1024)
+                sock.sendall(request[sent:due])
+                sent = due
+                time.sleep(0.05)
+        status, _, answer = read_response(sock)
+    return status, json.loads(answer)
 
 
 def free_port() -> int:

@@ -4,7 +4,6 @@ clients are answered. Bounds are checked with generous slack: on a loaded machin
 checks run late, never early."""
 from __future__ import annotations
 
-import io
 import json
 import re
 import resource
@@ -14,14 +13,10 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-import soundfile as sf
 
-from conftest import tone
-from model.demo_library import write_clips
-from model.ingest import ingest
 from model.server import BOUNDS, CONNECTION_LIMIT
 from model.settings import from_env
-from serving import Server, running_server
+from serving import Server, post_upload, read_response, running_server, small_store, wav
 
 SLACK_S = BOUNDS.check_s + 20.0   # the check's period, the loop's turn, and a loaded machine
 COPIES = 3                        # of each attack: 8 kinds x 3 = 24 connections, for 6 server threads
@@ -31,63 +26,11 @@ IDLE_CONNECTIONS = 1100
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("slow")
-    write_clips(root / "audio", per_genre=1, seconds=4.0)
-    ingest(root / "audio", root / "data", workers=1, progress=False)
     # 1 analysis + 1 queued + 4 = 6 threads: fewer than the attacking connections.
-    env = {"SOUNDALIKE_DATA_DIR": str(root / "data"), "SOUNDALIKE_WEIGHTS_DIR": str(from_env().weights_dir),
+    env = {"SOUNDALIKE_DATA_DIR": str(small_store(root)), "SOUNDALIKE_WEIGHTS_DIR": str(from_env().weights_dir),
            "SOUNDALIKE_MAX_ANALYSES": "1", "SOUNDALIKE_MAX_QUEUED": "1"}
     with running_server(env, workdir=root) as running:
         yield running
-
-
-def wav(seconds: float, seed: int = 0) -> bytes:
-    buffer = io.BytesIO()
-    sf.write(buffer, tone(seconds, 22050, seed=seed), 22050, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
-
-
-def multipart(content: bytes, filename: str = "song.wav") -> tuple[bytes, str]:
-    boundary = "soundalike-test-boundary"
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-            f"Content-Type: audio/wav\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
-
-
-def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """One response with a Content-Length (as every response of this server has)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before a whole response: {data!r}"
-        data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-    while len(body) < int(headers["content-length"]):
-        chunk = sock.recv(65536)
-        assert chunk, "closed before the whole body"
-        body += chunk
-    return status, headers, body
-
-
-def post_upload(server: Server, content: bytes, rate: float | None = None) -> tuple[int, dict]:
-    """POST /api/analyze; with `rate`, the request goes out at that many bytes a second."""
-    body, content_type = multipart(content)
-    request = (f"POST /api/analyze HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
-               f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
-    with socket.create_connection(server.address, timeout=120) as sock:
-        if rate is None:
-            sock.sendall(request)
-        else:
-            start, sent = time.monotonic(), 0
-            while sent < len(request):   # what is due by now, so that late wake-ups do not lower the rate
-                due = min(len(request), int((time.monotonic() - start) * rate) + 1024)
-                sock.sendall(request[sent:due])
-                sent = due
-                time.sleep(0.05)
-        status, _, answer = read_response(sock)
-    return status, json.loads(answer)
 
 
 @dataclass
