@@ -42,6 +42,7 @@ log = logging.getLogger("soundalike.server")
 
 CONNECTION_LIMIT = 1000
 FILES_RESERVED = 256          # the application's own files: store, weights, uploads, logs
+ACCEPT_BATCH = 64             # connections accepted in one turn of the I/O loop
 EXTRA_THREADS = 4             # beyond the analyses admitted and queued: always some for a 503 or /api/health
 
 
@@ -159,6 +160,17 @@ class BoundedServer(TcpWSGIServer):
         self.make_room(now)
         return False   # the connections closed to make room close in this turn of the loop: accept in the next
 
+    def handle_accept(self) -> None:
+        # Waitress accepts one connection per turn of its loop, and each turn looks at every open
+        # connection: a flood of connections would queue a new client behind it for seconds.
+        for _ in range(ACCEPT_BATCH):
+            opened = len(self._map)
+            if opened >= self.adj.connection_limit:
+                return
+            super().handle_accept()
+            if len(self._map) == opened:   # none was waiting
+                return
+
     def make_room(self, now: float) -> None:
         idle = sorted((c for c in self.active_channels.values()
                        if not (c.will_close or c.requests) and c.request is None), key=lambda c: c.last_activity)
@@ -189,7 +201,7 @@ def make_server(app: Callable, settings: Settings) -> BoundedServer:
         threads=settings.max_analyses + settings.max_queued + EXTRA_THREADS,
         connection_limit=connection_limit(CONNECTION_LIMIT),
         # Waitress refuses a larger announced body before reading it (>=, hence the + 1).
-        max_request_body_size=int(settings.max_upload_mb * 1024 * 1024) + 1,
+        max_request_body_size=settings.max_body_bytes + 1,
         cleanup_interval=BOUNDS.check_s, channel_timeout=int(BOUNDS.idle_s),
         asyncore_use_poll=True,   # select() fails beyond 1024 file descriptors
     )

@@ -1,7 +1,7 @@
 """Slow, stalled and idle clients against the real server (`python app.py`, model/server.py), over raw
 sockets on 127.0.0.1: each is dropped within its documented bound (model.server.Bounds) while normal
 clients are answered. Bounds are checked with generous slack: on a loaded machine the server's
-checks run late, never early."""
+checks run late, never early. The bounds' arithmetic itself is checked exactly, on fake connections."""
 from __future__ import annotations
 
 import json
@@ -11,10 +11,11 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import pytest
 
-from model.server import BOUNDS, CONNECTION_LIMIT
+from model.server import BOUNDS, CONNECTION_LIMIT, BoundedChannel, BoundedServer
 from model.settings import from_env
 from serving import Server, post_upload, read_response, running_server, small_store, wav
 
@@ -174,3 +175,49 @@ def test_many_idle_connections_do_not_stop_the_service(server):
     finally:
         for sock in idle:
             sock.close()
+
+
+class FakeChannel:
+    """What BoundedServer.maintenance and BoundedChannel.overdue read of a connection."""
+
+    def __init__(self, since: float = 0.0, received: int = 0, headers_done: bool = True, request: bool = True,
+                 last_activity: float = 0.0, will_close: bool = False) -> None:
+        self.request_since, self.request_bytes, self.last_activity = since, received, last_activity
+        self.request = SimpleNamespace(headers_finished=headers_done) if request else None
+        self.requests, self.will_close, self.closing_since, self.closed = [], will_close, None, False
+        self.timed_out: str | None = None
+
+    overdue = BoundedChannel.overdue
+
+    def time_out(self, reason: str) -> None:
+        self.timed_out = reason
+
+    def handle_close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("channel, now, overdue", [
+    (FakeChannel(headers_done=False, received=50_000, last_activity=9.9), 9.9, False),
+    (FakeChannel(headers_done=False, received=50_000, last_activity=10.1), 10.1, True),   # headers: 10 s
+    (FakeChannel(received=81_920, last_activity=19.9), 19.9, False),    # 10 s grace + 80 KiB at 8 KiB/s
+    (FakeChannel(received=81_920, last_activity=20.1), 20.1, True),
+    (FakeChannel(received=10**7, last_activity=0.0), 29.9, False),      # much credit, silent 29.9 s
+    (FakeChannel(received=10**7, last_activity=0.0), 30.1, True),       # silent over 30 s
+])
+def test_the_bounds_of_a_request_being_received(channel, now, overdue):
+    assert (channel.overdue(now, BOUNDS) is not None) == overdue
+
+
+def test_maintenance_closes_idle_connections_and_stuck_closes():
+    idle, fresh = FakeChannel(request=False, last_activity=0.0), FakeChannel(request=False, last_activity=10.0)
+    slow, answered = FakeChannel(received=100), FakeChannel(received=100)
+    answered.requests = ["being answered"]
+    stuck = FakeChannel(request=False, will_close=True)   # its client reads nothing: the close never flushes
+    server = SimpleNamespace(active_channels={i: c for i, c in enumerate([idle, fresh, slow, answered, stuck])},
+                             bounds=BOUNDS)
+    BoundedServer.maintenance(server, 20.0)
+    assert idle.will_close and not fresh.will_close
+    assert slow.timed_out and answered.timed_out is None and not answered.will_close
+    assert not stuck.closed
+    BoundedServer.maintenance(server, 20.0 + BOUNDS.close_s + 0.1)
+    assert stuck.closed and not fresh.closed
