@@ -14,17 +14,22 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-import soundfile as sf
-from flask import Flask, Response, g, jsonify, render_template, request, send_file, url_for
-from werkzeug.exceptions import HTTPException
+from model.tensorflow_import import import_tensorflow
 
-from model.audio import AudioError, decode
-from model.classifier import GenreClassifier
-from model.demo_library import is_demo
-from model.library import Analysis, Library
-from model.settings import from_env
-from model.store import Store
-from model.uploads import EXTENSIONS, Uploads, audio_extension
+import_tensorflow()   # before the modules below load it, so that its start-up chatter stays out of the log
+
+import soundfile as sf  # noqa: E402
+from flask import Flask, Response, g, jsonify, render_template, request, send_file, url_for  # noqa: E402
+from werkzeug.exceptions import HTTPException  # noqa: E402
+
+from model.admission import Admission, Busy  # noqa: E402
+from model.audio import AudioError, decode  # noqa: E402
+from model.classifier import GenreClassifier  # noqa: E402
+from model.demo_library import is_demo  # noqa: E402
+from model.library import Analysis, Library  # noqa: E402
+from model.settings import FORM_OVERHEAD_BYTES, from_env  # noqa: E402
+from model.store import Store  # noqa: E402
+from model.uploads import EXTENSIONS, Uploads, audio_extension  # noqa: E402
 
 # What browsers play as it is; a library or upload file in another format is sent as WAV.
 BROWSER_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg",
@@ -42,7 +47,9 @@ def default_config() -> dict[str, Any]:
     s = from_env()
     return {"DATA_DIR": s.data_dir, "WEIGHTS_DIR": s.weights_dir, "UPLOAD_DIR": s.upload_dir,
             "FEATURES": s.features, "SCOPE": s.scope, "MAX_UPLOADS": s.max_uploads,
-            "MAX_CONTENT_LENGTH": int(s.max_upload_mb * 1024 * 1024)}
+            "MAX_UPLOADS_BYTES": int(s.max_uploads_mb * 1024 * 1024),
+            "MAX_FILE_BYTES": s.max_file_bytes,
+            "MAX_ANALYSES": s.max_analyses, "MAX_QUEUED": s.max_queued}
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -50,14 +57,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(default_config())
     app.config.update(config or {})
+    limit = app.config["MAX_FILE_BYTES"]
+    app.config["MAX_CONTENT_LENGTH"] = limit + FORM_OVERHEAD_BYTES
     store = Store(app.config["DATA_DIR"])
     weights_dir = Path(app.config["WEIGHTS_DIR"])
     library = Library(store, GenreClassifier.load(weights_dir), weights_dir,
                       features=app.config["FEATURES"], scope=app.config["SCOPE"])
-    uploads = Uploads(app.config["UPLOAD_DIR"], app.config["MAX_UPLOADS"])
+    uploads = Uploads(app.config["UPLOAD_DIR"], app.config["MAX_UPLOADS"], app.config["MAX_UPLOADS_BYTES"])
+    admission = Admission(app.config["MAX_ANALYSES"], app.config["MAX_QUEUED"])
     about = {"tracks": len(store), "genres": {g: len(store.tracks(g)) for g in store.genres},
              "demo": is_demo(store), "features": library.features, "scope": library.scope,
-             "limit_mb": app.config["MAX_CONTENT_LENGTH"] / 1024 / 1024}
+             "limit_mb": limit / 1024 / 1024}
     app.logger.setLevel(logging.INFO)
     app.logger.info("Soundalike: %d tracks from %s (%s), features %s, scope %s", about["tracks"], store.root,
                     "demo library" if about["demo"] else "own store", library.features, library.scope)
@@ -70,18 +80,24 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         file = request.files.get("file")
         if file is None:
             raise BadUpload(400, "no file was sent: post it as the multipart field 'file'")
-        data = file.read()
-        if not data:
-            raise BadUpload(400, "the file is empty" if file.filename else "no file was chosen")
-        extension = audio_extension(data)
-        if extension is None:
-            raise BadUpload(415, f"this is not an audio file that Soundalike reads ({READABLE})")
-        try:
-            audio = decode(data)
-        except AudioError as error:
-            raise BadUpload(422, f"the audio cannot be used: {error}") from None
-        upload_id = uploads.save(data, extension)
-        return library.analyse(audio), upload_id, file.filename or "upload"
+        size = file.stream.seek(0, io.SEEK_END)
+        file.stream.seek(0)
+        if size > limit:
+            raise BadUpload(413, too_large)
+        # The file's bytes, decoded samples and features are held only while it has a turn.
+        with admission.turn():
+            data = file.read()
+            if not data:
+                raise BadUpload(400, "the file is empty" if file.filename else "no file was chosen")
+            extension = audio_extension(data)
+            if extension is None:
+                raise BadUpload(415, f"this is not an audio file that Soundalike reads ({READABLE})")
+            try:
+                audio = decode(data)
+            except AudioError as error:
+                raise BadUpload(422, f"the audio cannot be used: {error}") from None
+            upload_id = uploads.save(data, extension)
+            return library.analyse(audio), upload_id, file.filename or "upload"
 
     def send_audio(path: Path) -> Response:
         if path.suffix.lower() in BROWSER_TYPES:
@@ -108,14 +124,30 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - g.start) * 1000:.1f}"
         return response
 
+    too_large = f"the file is larger than the {about['limit_mb']:g} MB limit"
+
     @app.errorhandler(BadUpload)
     def bad_upload(e: BadUpload):
         return error(e.status, e.message)
 
+    @app.errorhandler(Busy)
+    def busy(e: Busy):
+        response, status = error(503, f"{e}: {admission.running} songs are being analysed and "
+                                      f"{admission.waiting} more are waiting")
+        response = app.make_response((response, status))
+        response.headers["Retry-After"] = str(e.retry_after_s)
+        return response
+
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException):
-        messages = {413: f"the file is larger than the {about['limit_mb']:g} MB limit",
-                    404: "there is nothing here", 405: f"{request.method} is not allowed here"}
+        if e.code == 413:
+            # Werkzeug's form limits (parts, text fields) also end in a 413; only a body over the
+            # limit is about the file.
+            body = request.content_length
+            message = too_large if body is None or body > app.config["MAX_CONTENT_LENGTH"] else (
+                "the form has too many parts or too long a text field: send only the file, as the field 'file'")
+            return error(413, message)
+        messages = {404: "there is nothing here", 405: f"{request.method} is not allowed here"}
         return error(e.code or 500, messages.get(e.code, e.description))
 
     @app.errorhandler(Exception)
@@ -144,6 +176,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                              for r in analysis.recommendations],
             match=None if analysis.match is None else {"id": analysis.match.id, "genre": analysis.match.genre},
             duration_s=analysis.duration_s,
+            truncated=analysis.truncated,
             upload_url=url_for("upload_audio", upload_id=upload_id))
 
     @app.get("/api/health")

@@ -36,6 +36,7 @@ class Analysis:
     match: Track | None                     # the library track whose decoded audio the upload is
     recommendations: list[Recommendation]   # never `match`, nor another library copy of the same audio
     duration_s: float
+    truncated: bool                         # the file broke off: what decoded of it was analysed
 
 
 class Library:
@@ -96,4 +97,5 @@ class Library:
             match=self.tracks[same[0]] if same else None,
             recommendations=[Recommendation(self.tracks[p.index], p.distance, 1.0 / (1.0 + p.distance))
                              for p in picks],
-            duration_s=audio.duration_s)
+            duration_s=audio.duration_s,
+            truncated=audio.truncated)

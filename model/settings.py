@@ -13,6 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = ROOT / "data"
 DEFAULT_WEIGHTS_DIR = ROOT / "weights"
 DEFAULT_UPLOAD_DIR = ROOT / "input_data"
+# Room for a multipart request's own bytes (boundaries, part headers, a short field or two) beyond
+# the file itself, so that a file of exactly the size limit is accepted.
+FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,15 @@ class Settings:
     max_uploads_mb: float    # ... and beyond this many MB in all
     max_analyses: int        # uploads decoded and analysed at once: bounds the service's memory
     max_queued: int          # uploads waiting for an analysis; beyond, 503 with Retry-After
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body taken: a form holding a file of `max_file_bytes`."""
+        return self.max_file_bytes + FORM_OVERHEAD_BYTES
 
 
 def from_env(env: Mapping[str, str] = os.environ) -> Settings:

@@ -63,7 +63,7 @@ def test_the_defaults_are_the_cards(monkeypatch):
     settings, config = from_env(), default_config()
     assert (settings.host, settings.port) == ("127.0.0.1", 5000)
     assert (settings.data_dir.name, settings.upload_dir.name) == ("data", "input_data")
-    assert config["MAX_CONTENT_LENGTH"] == 50 * 1024 * 1024
+    assert config["MAX_FILE_BYTES"] == 50 * 1024 * 1024
 
 
 def test_configuration_comes_from_the_environment(monkeypatch, tmp_path):
@@ -72,7 +72,7 @@ def test_configuration_comes_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("SOUNDALIKE_MAX_UPLOAD_MB", "2")
     settings = from_env()
     assert settings.data_dir == tmp_path / "d" and settings.port == 8123
-    assert default_config()["MAX_CONTENT_LENGTH"] == 2 * 1024 * 1024
+    assert default_config()["MAX_FILE_BYTES"] == 2 * 1024 * 1024
 
 
 def test_the_upload_form_and_what_the_library_is(client):
