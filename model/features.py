@@ -1,15 +1,46 @@
-"""Features computed from 16 kHz mono samples: MusiCNN's log-mel input, its patches, and chromagrams."""
+"""Features computed from 16 kHz mono samples: MusiCNN's log-mel input, its patches, and chromagrams.
+
+Long signals are processed in blocks of frames, so that a 20-minute song holds no more spectrogram
+at once than a one-minute clip does."""
 from __future__ import annotations
 
+import contextlib
+import threading
 import warnings
+from typing import Iterator
 
-import librosa
 import numpy as np
 
+from model import numba_cache
 from model.params import (
     CHROMA_HOP, CHROMA_N_FFT, HOP_LENGTH, LOG_MEL_SCALE, MAX_PATCHES, N_CHROMA, N_FFT, N_MELS, PATCH_FRAMES,
     SAMPLE_RATE,
 )
+
+numba_cache.configure()   # before librosa imports numba, which reads its cache folder then
+import librosa  # noqa: E402
+
+# Frames computed at once for long signals (~60 s of either spectrogram), and the excerpts a long
+# signal's tuning is estimated from. Signals of up to BLOCK_S seconds are computed whole.
+BLOCK_S = 60.0
+TUNING_EXCERPTS = 4
+_warm_lock = threading.Lock()
+_warm = False
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) librosa's numba functions that the features use, then share
+    them with later processes (model.numba_cache). Every feature function calls this first."""
+    global _warm
+    with _warm_lock:
+        if _warm:
+            return
+        noise = np.random.default_rng(0).uniform(-0.5, 0.5, 2 * SAMPLE_RATE).astype(np.float32)
+        _log_mel(noise, center=True)
+        _log_mel(np.stack([noise, noise]), center=False)   # a batch of patches: other array types
+        _chroma_whole(noise)
+        numba_cache.publish()
+        _warm = True
 
 
 def _check_rate(sr: int) -> None:
@@ -24,10 +55,31 @@ def _log_mel(y: np.ndarray, center: bool) -> np.ndarray:
     return np.log10(1.0 + LOG_MEL_SCALE * np.swapaxes(mel, -1, -2)).astype(np.float32)
 
 
+def _frame_segments(y: np.ndarray, n_fft: int, hop: int, starts: np.ndarray, n_frames: int) -> list[np.ndarray]:
+    """Slices of `y` whose uncentred frames are frames start..start+n_frames-1 of the centred
+    spectrogram. Frame i of a centred spectrogram is the window starting at sample i * hop of the
+    signal zero-padded by n_fft // 2 on both sides (librosa's 'constant' padding)."""
+    padded = np.pad(y, n_fft // 2)
+    span = (n_frames - 1) * hop + n_fft
+    return [padded[s * hop:s * hop + span] for s in starts]
+
+
+def _blocks(total_frames: int, hop: int) -> list[tuple[int, int]]:
+    """(first frame, frame count) of consecutive blocks of about BLOCK_S seconds."""
+    size = int(BLOCK_S * SAMPLE_RATE) // hop
+    return [(start, min(size, total_frames - start)) for start in range(0, total_frames, size)]
+
+
 def log_mel(y: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     """MusiCNN's input: log10(1 + 10000 * power mel), shape (frames, N_MELS), float32."""
     _check_rate(sr)
-    return _log_mel(y, center=True)
+    warm_up()
+    y = np.asarray(y, dtype=np.float32)
+    n_frames = 1 + len(y) // HOP_LENGTH
+    if len(y) <= BLOCK_S * SAMPLE_RATE:
+        return _log_mel(y, center=True)
+    return np.concatenate([_log_mel(_frame_segments(y, N_FFT, HOP_LENGTH, np.array([start]), count)[0], center=False)
+                           for start, count in _blocks(n_frames, HOP_LENGTH)])
 
 
 def patch_starts(n_frames: int, max_patches: int | None = None) -> np.ndarray:
@@ -56,26 +108,53 @@ def log_mel_patches(y: np.ndarray, max_patches: int | None = MAX_PATCHES, sr: in
     """`patches(log_mel(y), max_patches)`, computing only the frames those patches cover: a long
     song's prediction then costs no more spectrogram than a 30 s clip's."""
     _check_rate(sr)
+    warm_up()
+    y = np.asarray(y, dtype=np.float32)
     n_frames = 1 + len(y) // HOP_LENGTH
     if n_frames <= PATCH_FRAMES:
         return patches(log_mel(y, sr), max_patches)
-    # Frame i of the centred spectrogram is the window starting at sample i * HOP_LENGTH of the
-    # signal zero-padded by N_FFT // 2 on both sides (librosa's 'constant' padding).
-    padded = np.pad(y, N_FFT // 2)
-    span = (PATCH_FRAMES - 1) * HOP_LENGTH + N_FFT
-    segments = np.stack([padded[s * HOP_LENGTH:s * HOP_LENGTH + span] for s in patch_starts(n_frames, max_patches)])
-    return _log_mel(segments, center=False)
+    starts = patch_starts(n_frames, max_patches)
+    return _log_mel(np.stack(_frame_segments(y, N_FFT, HOP_LENGTH, starts, PATCH_FRAMES)), center=False)
+
+
+@contextlib.contextmanager
+def _pitchless_is_fine() -> Iterator[None]:
+    # Audio with no clear pitch (drums, noise) leaves the tuning estimate at 0 with a warning: expected.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Trying to estimate tuning from empty frequency set")
+        yield
+
+
+def _chroma_whole(y: np.ndarray) -> np.ndarray:
+    with _pitchless_is_fine():
+        return librosa.feature.chroma_stft(y=y, sr=SAMPLE_RATE, n_fft=CHROMA_N_FFT, hop_length=CHROMA_HOP,
+                                           n_chroma=N_CHROMA)
+
+
+def _power(segment: np.ndarray) -> np.ndarray:
+    return np.abs(librosa.stft(segment, n_fft=CHROMA_N_FFT, hop_length=CHROMA_HOP, center=False)) ** 2
 
 
 def chromagram(y: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Energy-normalised chromagram, shape (N_CHROMA, frames), float32."""
+    """Energy-normalised chromagram, shape (N_CHROMA, frames), float32.
+
+    A signal longer than BLOCK_S is computed in blocks, with one tuning estimated from
+    TUNING_EXCERPTS excerpts spread over it (a shorter one's tuning is estimated from all of it)."""
     _check_rate(sr)
-    with warnings.catch_warnings():
-        # Audio with no clear pitch (drums, noise) leaves the tuning estimate at 0 with a warning: expected.
-        warnings.filterwarnings("ignore", message="Trying to estimate tuning from empty frequency set")
-        chroma = librosa.feature.chroma_stft(y=y, sr=sr, n_fft=CHROMA_N_FFT, hop_length=CHROMA_HOP,
-                                             n_chroma=N_CHROMA)
-    return chroma.astype(np.float32)
+    warm_up()
+    y = np.asarray(y, dtype=np.float32)
+    if len(y) <= BLOCK_S * SAMPLE_RATE:
+        return _chroma_whole(y).astype(np.float32)
+    n_frames = 1 + len(y) // CHROMA_HOP
+    excerpt = int(BLOCK_S * SAMPLE_RATE) // CHROMA_HOP // TUNING_EXCERPTS
+    starts = np.round(np.linspace(0, n_frames - excerpt, TUNING_EXCERPTS)).astype(int)
+    sample = np.hstack([_power(s) for s in _frame_segments(y, CHROMA_N_FFT, CHROMA_HOP, starts, excerpt)])
+    with _pitchless_is_fine():
+        tuning = librosa.estimate_tuning(S=sample, sr=SAMPLE_RATE, bins_per_octave=N_CHROMA)
+    blocks = [librosa.feature.chroma_stft(S=_power(_frame_segments(y, CHROMA_N_FFT, CHROMA_HOP, np.array([s]), n)[0]),
+                                          sr=SAMPLE_RATE, n_fft=CHROMA_N_FFT, tuning=tuning, n_chroma=N_CHROMA)
+              for s, n in _blocks(n_frames, CHROMA_HOP)]
+    return np.concatenate(blocks, axis=1).astype(np.float32)
 
 
 def track_features(y: np.ndarray, sr: int = SAMPLE_RATE) -> dict[str, np.ndarray]:
