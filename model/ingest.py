@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from model.audio import AudioError, decode, resample
+from model import numba_cache
 from model.collection import Candidate, discover
-from model.features import track_features
+from model.features import track_features, warm_up
 from model.progress import Progress
 from model.store import Store, Track
 
@@ -43,6 +46,16 @@ def _init_worker() -> None:
     # One process per core: nested BLAS or numba threads would only fight over the same cores.
     from threadpoolctl import threadpool_limits
     threadpool_limits(1)
+    # A worker dies with the process that started it (even one killed with kill -9), instead of
+    # finishing its queued tracks for a store nobody will commit them to.
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_when_gone, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_when_gone(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
 
 
 def _attempt(store_root: Path, candidate: Candidate) -> Track | str:
@@ -90,6 +103,8 @@ def _ingest(store: Store, candidates: list[Candidate], passed_over: list[tuple[P
         for c in todo:
             record(c, _attempt(store.root, c))
     else:
+        if not numba_cache.seeded():
+            warm_up()   # compiled once here and shared, rather than by every worker at once
         context = multiprocessing.get_context("spawn" if os.name == "nt" else "forkserver")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
             futures = {pool.submit(_attempt, store.root, c): c for c in todo}

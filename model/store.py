@@ -160,11 +160,16 @@ class Store:
             yield
 
     def prepare(self, genre: str) -> None:
-        """Make a genre's folders and clear what a killed writer left half-written there."""
-        (self.root / genre / FEATURES).mkdir(parents=True, exist_ok=True)
+        """Make a genre's folders and clear what a killed writer left there: half-written files, and
+        features that no table row names (written by a worker after its run was killed)."""
+        features = self.root / genre / FEATURES
+        features.mkdir(parents=True, exist_ok=True)
         remove_leftovers(self.root / genre)
-        remove_leftovers(self.root / genre / FEATURES)
-        self._tables.setdefault(genre, {})
+        remove_leftovers(features)
+        table = self._tables.setdefault(genre, {})
+        for path in features.glob("*.npz"):
+            if path.stem not in table:
+                path.unlink(missing_ok=True)
 
     @staticmethod
     def write_features_at(root: Path, genre: str, track_id: str, mel: np.ndarray, chroma: np.ndarray) -> None:

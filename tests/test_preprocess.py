@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,6 +148,58 @@ def test_kill_9_at_any_moment_leaves_a_readable_store_that_the_next_run_complete
     assert len(store) == 40
     assert_readable(store)
     assert not list(data.rglob("*.tmp"))
+
+
+def _session(sid: int) -> list[int]:
+    """Processes of a session (Linux /proc): a killed run's pool workers and forkserver would be here."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_kill_9_of_preprocess_alone_takes_its_workers_and_the_next_run_drops_their_stray_features(tmp_path):
+    source = make_collection(tmp_path / "src", genres=("blues", "rock"), per_genre=12, seconds=20.0)
+    data = tmp_path / "data"
+    command = [sys.executable, "preprocess.py", str(source), "--data", str(data), "--workers", "2"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + 300
+    while _stored(data) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)   # the main process only, as a user's kill -9 would
+    process.wait()
+    deadline = time.monotonic() + 20
+    while _session(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = _session(process.pid)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes of the killed run still alive: {left}"
+    final = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    store = Store(data)
+    assert len(store) == 24
+    named = {store.features_path(t.genre, t.id) for t in store.tracks()}
+    assert set(data.glob("*/features/*.npz")) == named
+    assert not list(data.rglob("*.tmp"))
+
+
+def test_features_no_table_row_names_are_removed_by_the_next_run(tmp_path):
+    source = make_collection(tmp_path / "src", per_genre=1)
+    ingest(source, tmp_path / "data", workers=1, progress=False)
+    stray = tmp_path / "data" / "rock" / "features" / "rock.00099.npz"
+    stray.write_bytes(b"written by a worker whose run was killed")
+    write_audio(source / "rock" / "rock.00001.wav", tone(2.0, seed=5), 22050)
+    assert ingest(source, tmp_path / "data", workers=1, progress=False).stored == 1
+    assert not stray.exists()
 
 
 def test_one_writer_at_a_time(tmp_path):
