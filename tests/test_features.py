@@ -42,7 +42,33 @@ def test_long_tracks_get_a_bounded_number_of_patches_spread_over_them():
     assert patches(np.zeros((n_frames, N_MELS), np.float32), max_patches=5).shape == (5, PATCH_FRAMES, N_MELS)
 
 
+# Log-mel values lie in [0, ~10]. Computed alone or as part of a longer signal, BLAS and FFT may
+# differ in the last bits (another CPU, another summation order), never by more than this; a patch
+# cut one frame off, or a padding mistake, differs by far more (tenths to units).
+LOG_MEL_TOLERANCE = 1e-4
+
+
 @pytest.mark.parametrize("seconds", [2.0, 30.0, 241.3])
 def test_patches_computed_alone_equal_those_cut_from_the_whole_log_mel(seconds):
     y = tone(seconds, SAMPLE_RATE)
-    np.testing.assert_array_equal(log_mel_patches(y, 5), patches(log_mel(y), 5))
+    np.testing.assert_allclose(log_mel_patches(y, 5), patches(log_mel(y), 5), rtol=0, atol=LOG_MEL_TOLERANCE)
+
+
+def test_the_tolerance_catches_a_patch_one_frame_off():
+    y = tone(30.0, SAMPLE_RATE)
+    mel = log_mel(y)
+    starts = patch_starts(len(mel), 5)
+    shifted = np.stack([mel[s + 1:s + 1 + PATCH_FRAMES] for s in starts[:-1]])
+    assert np.max(np.abs(shifted - log_mel_patches(y, 5)[:-1])) > 100 * LOG_MEL_TOLERANCE
+
+
+def test_long_signals_are_computed_in_blocks_with_the_same_frames():
+    y = tone(150.0, SAMPLE_RATE, seed=3)   # longer than BLOCK_S: blocks of frames
+    mel = log_mel(y)
+    assert mel.shape == (1 + len(y) // HOP_LENGTH, N_MELS)
+    head = log_mel(y[:int(50 * SAMPLE_RATE)])   # under BLOCK_S: computed whole
+    np.testing.assert_allclose(mel[:len(head) - 10], head[:-10], rtol=0, atol=LOG_MEL_TOLERANCE)
+    chroma = chromagram(y)
+    assert chroma.shape == (N_CHROMA, 1 + len(y) // CHROMA_HOP) and np.all(np.isfinite(chroma))
+    # Each frame is normalised to a peak of 1, as librosa's chroma_stft does.
+    np.testing.assert_allclose(chroma.max(axis=0), 1.0, atol=1e-5)
