@@ -30,11 +30,11 @@ SILENCE_PEAK = 1e-4
 # Fewer decoded frames than declared by more than this fraction flags the audio as truncated
 # (declared lengths of lossy streams are estimates).
 MAX_MISSING_FRACTION = 0.02
-# Samples (all channels together) read per block: 512 kB of float32, whatever the channel count
-# (smaller blocks make libsndfile's MP3 and FLAC reading markedly slower).
+# Samples (all channels together) read per block: 512 kB of float32 whatever the channel count, and
+# enough that the per-block work in Python costs nothing next to decoding.
 BLOCK_SAMPLES = 1 << 17
-# Frames of the smallest block read again when libsndfile fails part-way through a block.
-MIN_BLOCK_FRAMES = 512
+# 16 kHz samples allocated beyond a file's declared length: the resampler's rounding.
+_OUTPUT_MARGIN = 64
 # libsndfile's frame count for a stream whose length it does not know (SF_COUNT_MAX).
 UNKNOWN_FRAMES = 2 ** 63 - 1
 # libsndfile's log line for a chunk that declares more bytes than the file holds, e.g.
@@ -77,20 +77,13 @@ def decode(source: AudioSource, min_duration_s: float = MIN_DURATION_S,
         rate, channels, declared, container = f.samplerate, f.channels, f.frames, f.format
         _check_header(rate, channels, declared, max_duration_s)
         header_short = _declares_more_than_it_holds(f.extra_info)
-        seekable = f.seekable()
-        stream = _Stream(rate, max_frames=int(max_duration_s * rate))
+        max_frames = int(max_duration_s * rate)
+        known = declared not in (0, UNKNOWN_FRAMES)
+        stream = _Stream(rate, max_frames, expected_frames=declared if known else min(max_frames, 60 * rate))
         block_frames = max(1, BLOCK_SAMPLES // channels)
         broke_off = stream.read(f, block_frames)
-    # libsndfile loses the whole block in which a read fails (a cut FLAC, or one of unknown length):
-    # read that block again from its start, in ever smaller blocks.
-    while broke_off and seekable and block_frames > MIN_BLOCK_FRAMES:
-        block_frames //= 8
-        with _open(source) as f:
-            if stream.frames and f.seek(stream.frames) != stream.frames:
-                break
-            broke_off = stream.read(f, block_frames)
     stream.finish()
-    missing = declared not in (0, UNKNOWN_FRAMES) and stream.frames < declared * (1 - MAX_MISSING_FRACTION)
+    missing = known and stream.frames < declared * (1 - MAX_MISSING_FRACTION)
     truncated = broke_off or missing or header_short or (container == "OGG" and ogg_truncated)
     cut = " (the file is truncated)" if truncated else ""
     if stream.frames == 0:
@@ -112,11 +105,8 @@ def decode(source: AudioSource, min_duration_s: float = MIN_DURATION_S,
 
 
 def _open(source: AudioSource) -> sf.SoundFile:
-    """A SoundFile at the start of `source` (again, for a second reading)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(source)
-    elif not isinstance(source, (str, Path)):
-        source.seek(0)
     try:
         return sf.SoundFile(source)
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
@@ -126,7 +116,7 @@ def _open(source: AudioSource) -> sf.SoundFile:
 class _Stream:
     """Reads SoundFiles block by block into 16 kHz mono, hashing the source-rate mono samples."""
 
-    def __init__(self, rate: int, max_frames: int) -> None:
+    def __init__(self, rate: int, max_frames: int, expected_frames: int) -> None:
         self.rate, self.max_frames = rate, max_frames
         self.frames = 0           # source-rate frames decoded
         self.peak = 0.0           # of the source-rate mono samples
@@ -134,22 +124,20 @@ class _Stream:
         self._digest = hashlib.sha256()
         self._resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(
             rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")   # as `resample` does one-shot
-        self._parts: list[np.ndarray] = []
+        # The 16 kHz output, allocated once for the expected length (joining blocks at the end would
+        # hold the song twice), grown if the file holds more than it said.
+        self._output = np.empty(int(expected_frames * SAMPLE_RATE / rate) + _OUTPUT_MARGIN, np.float32)
+        self._size = 0
 
     def read(self, f: sf.SoundFile, block_frames: int) -> bool:
         """Read `f` to its end; True when libsndfile failed part-way (the stream broke off)."""
-        # read(frames) in a loop, not blocks(): libsndfile's GSM, G.721 and XI readers are not
-        # seekable, and blocks() then needs a frame count that we must not trust.
         buffer = np.empty((block_frames, f.channels), np.float32)
         while True:
-            try:
-                block = f.read(block_frames, dtype="float32", always_2d=True, out=buffer)
-            except (sf.LibsndfileError, RuntimeError) as error:
-                self.error = _reason(error)
-                return True
-            if len(block) == 0:
-                return False
-            self._add(_mono(block))
+            frames, self.error = _read_block(f, buffer)
+            if frames:
+                self._add(_mono(buffer[:frames]))
+            if self.error or frames == 0:
+                return bool(self.error)
 
     def _add(self, mono: np.ndarray) -> None:
         peak = float(np.max(np.abs(mono)))    # NaN if any sample is NaN
@@ -161,27 +149,46 @@ class _Stream:
                              "the longest Soundalike analyses")
         self.peak = max(self.peak, peak)
         self._digest.update(np.ascontiguousarray(mono))
-        if self._resampler is None:
-            self._parts.append(mono.copy())   # `mono` may be a view of the reused read buffer
-        else:
-            self._parts.append(self._resampler.resample_chunk(mono))
+        self._append(mono if self._resampler is None else self._resampler.resample_chunk(mono))
+
+    def _append(self, samples: np.ndarray) -> None:
+        end = self._size + len(samples)
+        if end > len(self._output):
+            grown = np.empty(max(end, int(len(self._output) * 1.5)), np.float32)
+            grown[:self._size] = self._output[:self._size]
+            self._output = grown
+        self._output[self._size:end] = samples
+        self._size = end
 
     def finish(self) -> None:
         """Flush the resampler's last samples, once everything is read."""
         if self._resampler is not None:
-            self._parts.append(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+            self._append(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
 
     def result(self) -> np.ndarray:
-        """The 16 kHz mono samples, float32 (the blocks are released as they are joined)."""
-        samples = np.concatenate(self._parts) if self._parts else np.zeros(0, np.float32)
-        self._parts = []
-        return samples.astype(np.float32, copy=False)
+        """The 16 kHz mono samples, float32."""
+        samples = self._output[:self._size]
+        # A copy where the file said it was much longer than it is, so the rest is not kept alive.
+        return samples.copy() if self._size < len(self._output) // 2 else samples
 
     def content_hash(self) -> str:
         # As decode has always computed it (stores hold these): the source-rate mono float32 bytes, then the rate.
         digest = self._digest.copy()
         digest.update(str(self.rate).encode())
         return digest.hexdigest()
+
+
+def _read_block(f: sf.SoundFile, buffer: np.ndarray) -> tuple[int, str]:
+    """Fill `buffer` (frames x channels, float32) from `f`: the frames read, and libsndfile's error
+    ("" for none).
+
+    libsndfile's own sf_readf_float, not SoundFile.read, which seeks to where it has read after every
+    call: a seek resets libsndfile's MP3 decoder (a thousand garbled samples after each block) and
+    slows FLAC down; and it raises when a stream breaks off, losing the frames that call did decode.
+    """
+    frames = sf._snd.sf_readf_float(f._file, sf._ffi.from_buffer("float[]", buffer), len(buffer))
+    code = sf._snd.sf_error(f._file)
+    return frames, sf.LibsndfileError(code).error_string.removeprefix("Error : ").rstrip(".") if code else ""
 
 
 def _check_header(rate: int, channels: int, declared: int, max_duration_s: float) -> None:
