@@ -168,10 +168,13 @@ def test_many_idle_connections_do_not_stop_the_service(server):
             sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
             status, _, body = read_response(sock)
         assert status == 200 and json.loads(body)["status"] == "ok"
-        # Beyond its limit the server closed the idle connections quiet longest, a batch at a time;
-        # most are still open, so the answer did not wait for the idle bound to close them all.
+        # Beyond its limit (CONNECTION_LIMIT, or fewer where it may open fewer files: it says so) the
+        # server closed the idle connections quiet longest, a batch at a time; most of those it took
+        # are still open, so the answer did not wait for the idle bound to close them.
+        limit = int(re.search(r"up to (\d+) connections", server.log_tail(100000)).group(1))
+        assert limit <= CONNECTION_LIMIT
         closed = sum(was_closed(s) for s in idle)
-        assert IDLE_CONNECTIONS - CONNECTION_LIMIT <= closed <= IDLE_CONNECTIONS // 2, closed
+        assert IDLE_CONNECTIONS - limit <= closed and IDLE_CONNECTIONS - closed >= limit // 2, (limit, closed)
     finally:
         for sock in idle:
             sock.close()
