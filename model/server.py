@@ -10,7 +10,8 @@ A request being received is answered 408 and its connection closed when
 
 - its request line and headers are not complete `header_s` (10 s) after its first byte;
 - `t` seconds after its first byte, fewer than `min_rate` x (t - `grace_s`) bytes of it have come
-  (8 KiB/s after 10 s): a 50 MB upload may take up to 10 s + 50 MB / 8 KiB/s, about 1 h 42 min;
+  (8 KiB/s, 64 kbit/s, after 10 s): a 50 MiB upload may take up to 10 s + 50 MiB / 8 KiB/s = 6,410 s
+  (1 h 47 min), and one on a 1 Mbit/s uplink takes about 7 min;
 - nothing of it has come for `silence_s` (30 s).
 
 A connection with no request being received or answered (a kept-alive one, one that never sent
