@@ -17,7 +17,7 @@ import pytest
 
 from model.server import BOUNDS, CONNECTION_LIMIT, BoundedChannel, BoundedServer
 from model.settings import from_env
-from serving import Server, post_upload, read_response, running_server, small_store, wav
+from serving import Server, multipart, post_upload, read_response, running_server, small_store, wav
 
 SLACK_S = BOUNDS.check_s + 20.0   # the check's period, the loop's turn, and a loaded machine
 COPIES = 3                        # of each attack: 8 kinds x 3 = 24 connections, for 6 server threads
@@ -112,6 +112,30 @@ def test_slow_and_stalled_clients_are_dropped_while_uploads_are_answered(server)
     expect = next(a for a in running if a.answer == "100")
     assert b"HTTP/1.1 408 " in expect.received, expect.received
     assert "Traceback" not in server.log_tail(20000)
+
+
+def test_expect_100_continue_upload_is_answered(server):
+    """As curl sends any body over 1 MB: headers, wait for 100 Continue, then the body."""
+    body, content_type = multipart(wav(3.0, seed=3))
+    with socket.create_connection(server.address, timeout=60) as sock:
+        sock.sendall(f"POST /api/analyze HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
+                     f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode())
+        assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        status, _, answer = read_response(sock)
+    assert status == 200 and len(json.loads(answer)["recommendations"]) == 3
+
+
+@pytest.mark.parametrize("expect", [False, True])
+def test_a_body_announced_over_the_limit_gets_the_apps_413_at_once(server, expect):
+    headers = b"Expect: 100-continue\r\n" if expect else b""
+    with socket.create_connection(server.address, timeout=60) as sock:
+        sock.sendall(b"POST /api/analyze HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+                     b"Content-Length: 60000000\r\n" + headers + b"\r\n")
+        status, headers_in, answer = read_response(sock)   # no 100 Continue first, and no body awaited
+        assert sock.recv(65536) == b""                       # then closed: the body was never read
+    assert status == 413 and headers_in["connection"] == "close"
+    assert "larger than" in json.loads(answer)["error"]
 
 
 def head(server: Server, path: str) -> tuple[str, bytes, bytes]:
