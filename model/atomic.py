@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -27,10 +28,17 @@ def atomic_write(target: Path, mode: str = "wb") -> Iterator[IO]:
             os.unlink(tmp)
 
 
-def remove_leftovers(folder: Path) -> int:
-    """Delete temporary files that a killed writer left in `folder`; returns how many."""
+def remove_leftovers(folder: Path, older_than_s: float = 0.0) -> int:
+    """Delete temporary files that a killed writer left in `folder` (those last written more than
+    `older_than_s` seconds ago); returns how many."""
     removed = 0
+    cutoff = time.time() - older_than_s
     for leftover in folder.glob(f".*{TMP_SUFFIX}"):
-        leftover.unlink(missing_ok=True)
+        try:
+            if older_than_s and leftover.stat().st_mtime > cutoff:
+                continue
+            leftover.unlink()
+        except FileNotFoundError:   # removed meanwhile (its writer finished, or another cleaner)
+            continue
         removed += 1
     return removed

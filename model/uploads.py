@@ -1,20 +1,23 @@
 """The uploads the service keeps: under generated names (never the sender's), at most `max_kept` of them."""
 from __future__ import annotations
 
+import contextlib
 import io
 import re
+import secrets
 import threading
-import uuid
+import time
 from pathlib import Path
 
 import soundfile as sf
 
-from model.atomic import atomic_write
+from model.atomic import atomic_write, remove_leftovers
 
 # libsndfile's container name -> the extension a kept upload gets (its content decides, not its name).
 EXTENSIONS = {"WAV": ".wav", "WAVEX": ".wav", "RF64": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3",
               "AIFF": ".aiff", "AU": ".au", "CAF": ".caf", "W64": ".w64"}
 _ID = re.compile(r"^[0-9a-f]{32}\.[a-z0-9]{2,4}$")
+STALE_TMP_S = 600.0   # a temporary upload file older than this was left by a killed server
 
 
 def audio_extension(data: bytes) -> str | None:
@@ -27,14 +30,23 @@ def audio_extension(data: bytes) -> str | None:
 
 
 class Uploads:
-    def __init__(self, folder: Path, max_kept: int = 200) -> None:
-        self.folder, self.max_kept = Path(folder), max_kept
+    """Kept uploads: at most `max_kept` files and `max_bytes` bytes, the oldest deleted first."""
+
+    def __init__(self, folder: Path, max_kept: int = 200, max_bytes: int = 2000 * 1024 * 1024) -> None:
+        self.folder, self.max_kept, self.max_bytes = Path(folder), max_kept, max_bytes
         self._lock = threading.Lock()   # one pruner at a time: requests run on several threads
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # Half-written uploads of a server that was killed. Only old ones: another server process
+        # may share the folder and be writing one now (a write takes well under a second).
+        remove_leftovers(self.folder, older_than_s=STALE_TMP_S)
+        self._prune()
 
     def save(self, data: bytes, extension: str) -> str:
         """Keep `data` under a new random name; returns that name, the upload's id. The oldest
         uploads beyond `max_kept` are deleted."""
-        upload_id = uuid.uuid4().hex + extension
+        # The time first, so that names sort in the order of upload where time stamps tie;
+        # 64 random bits after it, so that nobody guesses another's upload.
+        upload_id = f"{time.time_ns():016x}{secrets.token_hex(8)}{extension}"
         with atomic_write(self.folder / upload_id) as f:
             f.write(data)
         self._prune()
@@ -49,7 +61,14 @@ class Uploads:
 
     def _prune(self) -> None:
         with self._lock:
-            kept = [p for p in self.folder.iterdir() if _ID.match(p.name)]
-            kept.sort(key=lambda p: p.stat().st_mtime_ns)
-            for old in kept[:max(0, len(kept) - self.max_kept)]:
-                old.unlink(missing_ok=True)
+            kept = []
+            for path in self.folder.iterdir():
+                if _ID.match(path.name):
+                    with contextlib.suppress(FileNotFoundError):   # pruned by another process
+                        kept.append((path.stat(), path))
+            kept.sort(key=lambda item: (item[0].st_mtime_ns, item[1].name), reverse=True)   # newest first
+            total = 0
+            for count, (stat, path) in enumerate(kept, 1):
+                total += stat.st_size
+                if count > self.max_kept or total > self.max_bytes:
+                    path.unlink(missing_ok=True)
