@@ -3,14 +3,16 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test bench run lint
+.PHONY: setup test bench run lint docker-python
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[cpu,test]'
+	# setuptools warns on every editable install that a folder named like a package may shadow it:
+	# noise for a user setting up, and this project runs from its root on purpose.
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -e '.[cpu,test]'
 	touch $@
 
 test: setup
@@ -25,6 +27,16 @@ bench: setup
 # folder with no store gets the synthesised demo library first, so a fresh clone has something to serve.
 run: setup
 	$(PY) app.py
+
+# The Docker image's Python layer, as far as a machine without Docker can check it: the base image's
+# TensorFlow (2.18.0), the project installed as the Dockerfile installs it, and the network's tests.
+DOCKER_VENV ?= .venv-docker
+docker-python:
+	$(PYTHON) -m venv $(DOCKER_VENV)
+	$(DOCKER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DOCKER_VENV)/bin/python -m pip install --quiet tensorflow==2.18.0
+	$(DOCKER_VENV)/bin/python -m pip install --quiet . pytest
+	$(DOCKER_VENV)/bin/python -m pytest tests/test_musicnn.py tests/test_classifier.py
 
 # The Dockerfile cannot be built here (no Docker engine): it is linted, and its entry script checked.
 lint: setup
