@@ -104,9 +104,19 @@ def decode(source: AudioSource, min_duration_s: float = MIN_DURATION_S,
                  source_rate=rate, truncated=truncated)
 
 
+class _Bytes(io.BytesIO):
+    """BytesIO that answers a seek before the start as a file does, without raising: libsndfile asks
+    that of some damaged headers, and an exception in soundfile's callback is printed as a traceback."""
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET and offset < 0:
+            return self.tell()
+        return super().seek(offset, whence)
+
+
 def _open(source: AudioSource) -> sf.SoundFile:
     if isinstance(source, (bytes, bytearray, memoryview)):
-        source = io.BytesIO(source)
+        source = _Bytes(source)
     try:
         return sf.SoundFile(source)
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:

@@ -272,6 +272,14 @@ def test_empty_silent_and_short_audio_are_rejected(tmp_path):
         decode(write_audio(tmp_path / "short.wav", tone(0.5), 22050))
 
 
+def test_a_header_that_makes_libsndfile_seek_before_the_start_is_refused_quietly(capfd):
+    # A 24-byte AIFF: libsndfile seeks to -1, which BytesIO answered with an exception in soundfile's
+    # callback, printed to stderr as a traceback.
+    with pytest.raises(AudioError, match="not a decodable audio file"):
+        decode(encode(tone(2.0, 22050), 22050, "AIFF", "PCM_16")[:24])
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_text_file_with_audio_name_is_rejected(tmp_path):
     path = tmp_path / "song.mp3"
     path.write_text("not audio at all\n" * 50)
