@@ -29,6 +29,7 @@ class Case(NamedTuple):
     name: str                 # the upload's file name (its extension is only a name: content decides)
     data: bytes
     expected: frozenset[int]  # statuses the API may answer
+    truncated: bool | None = None   # what an analysis must say of it; None: either
 
 
 class Base(NamedTuple):
@@ -323,7 +324,9 @@ def _truncations(files: dict[str, bytes]) -> list[Case]:
         data, ext = files[name], next(b.ext for b in BASES if b.name == name)
         cuts = sorted({int(len(data) * f) for f in CUT_FRACTIONS} | {n for n in CUT_BYTES if n < len(data)})
         for cut in cuts:
-            cases.append(Case(f"cut-{name}-{cut}-of-{len(data)}.{ext}", data[:cut], ANY))
+            # Undetectable: a cut in an XI file, or the last 2 % of an MP3 (its declared length is an estimate).
+            visible = name != "xi-dpcm16" and not (name == "mp3" and cut > 0.98 * len(data))
+            cases.append(Case(f"cut-{name}-{cut}-of-{len(data)}.{ext}", data[:cut], ANY, True if visible else None))
     return cases
 
 
@@ -371,7 +374,7 @@ def hostile_cases(seed: int = 6) -> list[Case]:
     """The whole corpus, the same bytes for the same seed."""
     rng = np.random.default_rng(seed)
     files = {base.name: base_file(base) for base in BASES}
-    cases = [Case(f"valid-{base.name}.{base.ext}", files[base.name], frozenset({OK})) for base in BASES]
+    cases = [Case(f"valid-{base.name}.{base.ext}", files[base.name], frozenset({OK}), False) for base in BASES]
     cases += _header_cases(files)
     cases += _float_cases()
     cases += _truncations(files)

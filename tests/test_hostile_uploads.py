@@ -64,6 +64,7 @@ def test_a_hostile_upload_gets_its_status_and_a_sentence(client, case):
     assert response.status_code in case.expected, body
     if response.status_code == OK:
         assert body["genre"] and body["duration_s"] >= 1.0
+        assert case.truncated is None or body["truncated"] is case.truncated
     else:
         message = body["error"]
         assert len(message.split()) >= 4 and "Traceback" not in message and body["status"] == response.status_code
