@@ -10,7 +10,7 @@ import resource
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
 import pytest
@@ -20,7 +20,7 @@ from model.settings import from_env
 from serving import Server, multipart, post_upload, read_response, running_server, small_store, wav
 
 SLACK_S = BOUNDS.check_s + 20.0   # the check's period, the loop's turn, and a loaded machine
-COPIES = 3                        # of each attack: 8 kinds x 3 = 24 connections, for 6 server threads
+COPIES = 3                        # of each attack: 9 kinds x 3 = 27 connections, for 6 server threads
 IDLE_CONNECTIONS = 1100
 
 
@@ -82,7 +82,7 @@ def attacks() -> list[Attack]:
                b.silence_s, "408"),
         Attack("connected, nothing sent", b"", b.idle_s, ""),
     ]
-    return [Attack(k.name, k.opening, k.bound_s, k.answer, k.trickle) for k in kinds for _ in range(COPIES)]
+    return [replace(k) for k in kinds for _ in range(COPIES)]
 
 
 def test_slow_and_stalled_clients_are_dropped_while_uploads_are_answered(server):
