@@ -1,6 +1,8 @@
 """Every route and every bad input, through Flask's test client."""
 import io
 import re
+import threading
+import time
 
 import flask
 import numpy as np
@@ -32,8 +34,9 @@ def folders(tmp_path_factory):
 @pytest.fixture(scope="module")
 def app(folders):
     # The default upload limit (50 MB) stays: the 413 test posts just over it.
+    # One analysis at a time and one waiting: the 503 test fills both.
     return create_app({"DATA_DIR": folders["DATA_DIR"], "UPLOAD_DIR": folders["UPLOAD_DIR"],
-                       "WEIGHTS_DIR": from_env().weights_dir, "MAX_UPLOADS": 3})
+                       "WEIGHTS_DIR": from_env().weights_dir, "MAX_UPLOADS": 3, "MAX_ANALYSES": 1, "MAX_QUEUED": 1})
 
 
 @pytest.fixture()
@@ -168,9 +171,6 @@ BAD_INPUTS = {
     "an empty file": (b"", (400,)),
     "bytes that are not audio": (np.random.default_rng(0).bytes(20000), (415,)),
     "a renamed text file": (b"Soundalike test: this is text, not a song.\n" * 200, (415,)),
-    # Their headers read as audio; the stream then stops short.
-    "a truncated mp3": ("truncated-mp3", (422,)),
-    "a truncated flac": ("truncated-flac", (422,)),
     "half a second": ("short", (422,)),
     "silence": ("silence", (422,)),
 }
@@ -228,3 +228,73 @@ def test_an_unexpected_failure_is_a_plain_500_without_a_stack_trace(client, song
         assert response.status_code == 500
         text = response.get_data(as_text=True)
         assert "secret internals" not in text and "Traceback" not in text and "went wrong" in text
+
+
+def test_a_file_of_exactly_the_limit_is_taken_and_judged_on_its_content(client):
+    exactly = b"\0" * (50 * 1024 * 1024)
+    response = post(client, "/api/analyze", exactly)
+    assert response.status_code == 415, response.get_json()
+
+
+@pytest.mark.parametrize("form", ["1000 parts", "a 600 KB text field"])
+def test_form_limits_are_413s_that_say_what_is_wrong(client, song, form):
+    fields = ({f"f{i}": "x" for i in range(1000)} if form == "1000 parts" else {"comment": "x" * 600_000})
+    response = client.post("/api/analyze", data={"file": (io.BytesIO(song), "song.ogg"), **fields},
+                           content_type="multipart/form-data")
+    assert response.status_code == 413
+    message = response.get_json()["error"]
+    assert "form" in message and "MB limit" not in message
+
+
+@pytest.mark.parametrize("kind", ["wav", "truncated-mp3", "truncated-flac"])
+def test_a_truncated_upload_is_analysed_and_flagged(client, folders, kind):
+    """Their headers read as audio; the stream then stops short: what decodes is analysed."""
+    if kind == "wav":
+        wav = io.BytesIO()
+        sf.write(wav, tone(8.0, 22050, seed=4), 22050, format="WAV")
+        cut = wav.getvalue()[:len(wav.getvalue()) // 2]
+        whole = post(client, "/api/analyze", wav.getvalue(), name="whole.wav").get_json()
+        assert whole["truncated"] is False
+    else:
+        cut = _bad(kind, folders)
+    response = post(client, "/api/analyze", cut, name="cut")
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["truncated"] is True and body["duration_s"] >= 1.0
+    if kind == "wav":
+        assert abs(body["duration_s"] - 4.0) < 0.1
+    page = post(client, "/", cut, name="cut").get_data(as_text=True)
+    assert "breaks off before its end" in page
+
+
+def test_beyond_the_analyses_and_the_waiting_room_a_503_with_retry_after(app, song, monkeypatch):
+    entered, release = threading.Event(), threading.Event()
+    analyse = model.library.Library.analyse
+
+    def slow(self, audio):
+        entered.set()
+        release.wait(60)
+        return analyse(self, audio)
+
+    monkeypatch.setattr(model.library.Library, "analyse", slow)
+    answers = []
+
+    def send():
+        answers.append(post(app.test_client(), "/api/analyze", song))
+
+    first = threading.Thread(target=send)
+    first.start()
+    assert entered.wait(60)
+    others = [threading.Thread(target=send) for _ in range(2)]   # one waits, one is refused
+    for thread in others:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while not answers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for thread in [first, *others]:
+        thread.join(120)
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200, 200, 503], [a.get_json() for a in answers]
+    busy = next(a for a in answers if a.status_code == 503)
+    assert int(busy.headers["Retry-After"]) >= 1 and "busy" in busy.get_json()["error"]
