@@ -1,7 +1,7 @@
 """Soundalike's web service: the upload page, the JSON API and the audio players' files.
 
-    gunicorn 'app:create_app()'      (what `make run` does, with gunicorn.conf.py)
-    python app.py                    (Flask's own server)
+    python app.py                    (what `make run` does: the production server, model/server.py)
+    flask --app app run              (Flask's development server)
 
 Configuration comes from SOUNDALIKE_* environment variables (model/settings.py), or from the
 mapping given to `create_app`.

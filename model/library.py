@@ -52,7 +52,7 @@ class Library:
         if not self.tracks:
             raise StoreError(f"the store at {store.root} holds no tracks: build it with preprocess.py")
         # A request's chromagram (librosa's tuning estimate, mostly) is computed beside its network pass,
-        # on the other core: ~40 ms less per request on 2 cores. Enough threads for gunicorn's 4 request threads.
+        # on the other core: ~40 ms less per request on 2 cores. Enough threads for the analyses the service admits at once.
         self._chroma_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="chroma")
         # A collection can hold one recording twice under two ids (GTZAN has exact repeats).
         self._by_hash: dict[str, list[int]] = {}

@@ -1,7 +1,7 @@
 """The service's configuration, from SOUNDALIKE_* environment variables.
 
-It imports nothing heavy, so that gunicorn's configuration file can read the address from it
-before any worker loads TensorFlow."""
+It imports nothing heavy, so that the server (model/server.py) can read its address and limits
+from it before the application loads TensorFlow."""
 from __future__ import annotations
 
 import os
