@@ -44,6 +44,7 @@ _SHORT_CHUNK = re.compile(r"^\s*(data|SSND|Data Size|riff)\s*:\s*(\d+)\s*\(shoul
 _PLACEHOLDER_SIZES = (0, 0xFFFFFFFF)
 _OGG_EOS = 0x04          # header_type flag of an Ogg stream's last page
 _OGG_MAX_PAGE = 27 + 255 + 255 * 255   # bytes: header, segment table, body
+_MP3_MAX_FRAME = 2048    # bytes: an MPEG audio frame is at most 1441 (320 kbit/s at 32 kHz)
 
 
 class AudioError(ValueError):
@@ -75,11 +76,13 @@ def decode(source: AudioSource, min_duration_s: float = MIN_DURATION_S,
     ogg_truncated = _ogg_truncated(source)
     with _open(source) as f:
         rate, channels, declared, container = f.samplerate, f.channels, f.frames, f.format
+        if container == "MP3" and not _mp3_length_is_exact(source):
+            declared = UNKNOWN_FRAMES     # libsndfile's estimate: neither refused on, nor a sign of truncation
         _check_header(rate, channels, declared, max_duration_s)
         header_short = _declares_more_than_it_holds(f.extra_info)
         max_frames = int(max_duration_s * rate)
         known = declared not in (0, UNKNOWN_FRAMES)
-        stream = _Stream(rate, max_frames, expected_frames=declared if known else min(max_frames, 60 * rate))
+        stream = _Stream(rate, max_frames, expected_frames=min(declared if known else 60 * rate, max_frames))
         block_frames = max(1, BLOCK_SAMPLES // channels)
         broke_off = stream.read(f, block_frames)
     stream.finish()
@@ -228,7 +231,7 @@ def _declares_more_than_it_holds(log: str) -> bool:
 def _ogg_truncated(source: AudioSource) -> bool:
     """Whether an Ogg file stops before its end-of-stream page (libsndfile reads a cut Ogg
     Vorbis or Opus file to its last whole page without complaint). False for other data."""
-    tail = _tail(source, _OGG_MAX_PAGE)
+    tail = _peek(source, -_OGG_MAX_PAGE, _OGG_MAX_PAGE)
     start = tail.rfind(b"OggS")
     if start < 0:
         return False
@@ -242,23 +245,40 @@ def _ogg_truncated(source: AudioSource) -> bool:
     return end > len(tail) or not header[5] & _OGG_EOS
 
 
-def _tail(source: AudioSource, n_bytes: int) -> bytes:
-    """The last `n_bytes` of a source, leaving a file object's position where it was."""
+def _mp3_length_is_exact(source: AudioSource) -> bool:
+    """Whether an MP3's first frame holds a Xing, Info or VBRI header, which gives libsndfile its
+    exact length. Without one, libsndfile estimates the length from the file's size and the first
+    frame's bitrate: a VBR file that starts quietly is then "declared" several times too long."""
+    head = _peek(source, 0, 10)
+    start = 0
+    if head[:3] == b"ID3" and len(head) == 10:   # an ID3v2 tag first: its size is 4 x 7 bits
+        start = 10 + sum((byte & 0x7F) << (7 * (3 - i)) for i, byte in enumerate(head[6:10]))
+    first_frame = _peek(source, start, _MP3_MAX_FRAME)
+    return any(tag in first_frame for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _peek(source: AudioSource, offset: int, n_bytes: int) -> bytes:
+    """`n_bytes` of a source from `offset` (from its end if negative), leaving a file object's
+    position where it was."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source[-n_bytes:])
+        start = max(0, len(source) + offset) if offset < 0 else offset
+        return bytes(source[start:start + n_bytes])
     if isinstance(source, (str, Path)):
         try:
             with open(source, "rb") as file:
-                file.seek(max(0, file.seek(0, io.SEEK_END) - n_bytes))
-                return file.read()
+                return _read_at(file, offset, n_bytes)
         except OSError:
             return b""   # SoundFile will say what is wrong with the path
     position = source.tell()
     try:
-        source.seek(max(0, source.seek(0, io.SEEK_END) - n_bytes))
-        return source.read()
+        return _read_at(source, offset, n_bytes)
     finally:
         source.seek(position)
+
+
+def _read_at(file: BinaryIO, offset: int, n_bytes: int) -> bytes:
+    file.seek(max(0, file.seek(0, io.SEEK_END) + offset) if offset < 0 else offset)
+    return file.read(n_bytes)
 
 
 def _mono(data: np.ndarray) -> np.ndarray:

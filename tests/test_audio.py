@@ -157,6 +157,28 @@ def test_a_declared_length_over_the_limit_is_refused_without_decoding(monkeypatc
         decode(flac, max_duration_s=2.0)
 
 
+def _id3(n_bytes: int) -> bytes:
+    """An empty ID3v2.4 tag of `n_bytes` of padding, its size in 4 x 7 bits."""
+    return b"ID3\x04\x00\x00" + bytes((n_bytes >> shift) & 0x7F for shift in (21, 14, 7, 0)) + bytes(n_bytes)
+
+
+def test_an_mp3_length_that_libsndfile_only_estimates_is_neither_refused_nor_taken_for_truncation():
+    # Without a Xing/Info header libsndfile estimates an MP3's length from its size and first frame:
+    # 2 s of silence (a low bitrate) then 6 s of noise is "declared" 16 s long.
+    rng = np.random.default_rng(0)
+    y = np.concatenate([np.zeros(88200, np.float32), 0.5 * rng.standard_normal(44100 * 6).astype(np.float32)])
+    data = encode(y, 44100, "MP3")
+    no_header = data[data.find(b"\xff\xfb", data.find(b"Xing")):]   # from the frame after the Xing frame
+    assert sf.info(io.BytesIO(no_header)).duration > 15
+    audio = decode(no_header, max_duration_s=12.0)
+    assert abs(audio.duration_s - 8.0) < 0.1 and not audio.truncated
+    # With the header the count is exact: a count over the limit is refused at once, after an ID3 tag too.
+    with pytest.raises(AudioError, match="declares 8.0 s"):
+        decode(data, max_duration_s=6.0)
+    with pytest.raises(AudioError, match="declares 8.0 s"):
+        decode(_id3(3000) + data, max_duration_s=6.0)
+
+
 def test_audio_of_unknown_length_is_refused_once_it_passes_the_limit(monkeypatch):
     # A FLAC whose STREAMINFO holds no length (0: unknown, as a streaming encoder leaves it).
     flac = flac_streaminfo(encode(tone(10.0, 22050), 22050, "FLAC", "PCM_16"), total_samples=0)
