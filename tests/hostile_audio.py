@@ -281,6 +281,14 @@ def _header_cases(files: dict[str, bytes]) -> list[Case]:
                           expected))
     for frames in (0, 1, 10, 0x7FFFFFFF, 0xFFFFFFFF):
         cases.append(Case(f"mp3-xing-frames-{frames}.mp3", mp3_xing_frames(files["mp3"], frames), ANY))
+    id3 = b"ID3\x04\x00\x00\x00\x00\x0f\x68" + bytes(2024)     # an empty ID3v2 tag of 2024 bytes
+    cases.append(Case("mp3-id3-xing-frames-absurd.mp3", id3 + mp3_xing_frames(files["mp3"], 0x7FFFFFFF),
+                      frozenset({UNUSABLE})))
+    cases.append(Case("mp3-id3.mp3", id3 + files["mp3"], frozenset({OK}), False))
+    # A VBR MP3 without its Xing frame, starting quietly: libsndfile's estimate of its length is far off.
+    quiet_start = encode(np.concatenate([np.zeros(44100, np.float32), tone(3.0, 44100, seed=9)]), 44100, "MP3")
+    cases.append(Case("mp3-no-xing-quiet-start.mp3", quiet_start[quiet_start.find(b"\xff\xfb", 40):],
+                      frozenset({OK}), False))
     # Lengths that streaming writers leave unknown: the audio is all there.
     cases.append(Case("wav-data-size-unknown.wav", wav_header(files["wav16"], data_size=0xFFFFFFFF),
                       frozenset({OK})))

@@ -172,6 +172,8 @@ def test_an_mp3_length_that_libsndfile_only_estimates_is_neither_refused_nor_tak
     assert sf.info(io.BytesIO(no_header)).duration > 15
     audio = decode(no_header, max_duration_s=12.0)
     assert abs(audio.duration_s - 8.0) < 0.1 and not audio.truncated
+    with pytest.raises(AudioError, match="longer than 6.0 s"):   # the limit holds while it is read
+        decode(no_header, max_duration_s=6.0)
     # With the header the count is exact: a count over the limit is refused at once, after an ID3 tag too.
     with pytest.raises(AudioError, match="declares 8.0 s"):
         decode(data, max_duration_s=6.0)
