@@ -10,7 +10,7 @@ from hostile_audio import hostile_cases
 from serving import healthy, post_upload, running_server, small_store
 
 CONNECTIONS = 4           # at once: below the server's default admission (2 analysing + 16 queued), so no 503
-MAX_TOTAL_S = 480         # the corpus takes about 90 s on a quiet 2-core machine
+MAX_TOTAL_S = 480         # the corpus takes 30-60 s on the shared 2-core machine
 MAX_GROWTH_MB = 1024      # the server's peak resident memory over the run, above what it held after warm-up
 
 
