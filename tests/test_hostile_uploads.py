@@ -8,9 +8,8 @@ import pytest
 
 from app import create_app
 from hostile_audio import EMPTY, NOT_AUDIO, OK, UNUSABLE, hostile_cases
-from model.demo_library import write_clips
-from model.ingest import ingest
 from model.settings import from_env
+from serving import small_store
 
 CASES = hostile_cases()
 MAX_REQUEST_S = 20.0          # per upload, on a shared 2-core machine; the slowest take well under 1 s
@@ -22,9 +21,7 @@ CLEAR_REFS = Path("/proc/self/clear_refs")
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
-    write_clips(root / "audio", per_genre=1, seconds=4.0)
-    ingest(root / "audio", root / "data", workers=1, progress=False)
-    app = create_app({"DATA_DIR": root / "data", "UPLOAD_DIR": root / "uploads",
+    app = create_app({"DATA_DIR": small_store(root), "UPLOAD_DIR": root / "uploads",
                       "WEIGHTS_DIR": from_env().weights_dir, "MAX_UPLOADS": 3})
     return app.test_client()
 
