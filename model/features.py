@@ -9,6 +9,7 @@ import threading
 import warnings
 from typing import Iterator
 
+import librosa
 import numpy as np
 
 from model import numba_cache
@@ -17,8 +18,6 @@ from model.params import (
     SAMPLE_RATE,
 )
 
-numba_cache.configure()   # before librosa imports numba, which reads its cache folder then
-import librosa  # noqa: E402
 
 # Frames computed at once for long signals (~60 s of either spectrogram), and the excerpts a long
 # signal's tuning is estimated from. Signals of up to BLOCK_S seconds are computed whole.
@@ -35,6 +34,9 @@ def warm_up() -> None:
     with _warm_lock:
         if _warm:
             return
+        # Before librosa's first computation: that is when it imports numba, which reads its cache
+        # folder then (`import librosa` alone loads none of its numba code).
+        numba_cache.configure()
         noise = np.random.default_rng(0).uniform(-0.5, 0.5, 2 * SAMPLE_RATE).astype(np.float32)
         _log_mel(noise, center=True)
         _log_mel(np.stack([noise, noise]), center=False)   # a batch of patches: other array types

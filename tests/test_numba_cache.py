@@ -66,8 +66,9 @@ WARM_THEN_EVERYTHING = """
 import os, numpy as np
 from pathlib import Path
 from model import features, numba_cache
-run = Path(os.environ['NUMBA_CACHE_DIR'])
 features.warm_up()
+run = Path(os.environ['NUMBA_CACHE_DIR'])   # this process's private folder, set by the warm-up
+assert run.name.startswith('run-'), run
 files = lambda: sorted(str(p.relative_to(run)) for p in run.rglob('*'))
 compiled = files()
 y = np.random.default_rng(1).uniform(-0.5, 0.5, 70 * 16000)
