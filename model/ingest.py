@@ -10,7 +10,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model.audio import AudioError, decode, resample
+from model.audio import AudioError, decode
 from model import numba_cache
 from model.collection import Candidate, discover
 from model.features import track_features, warm_up
@@ -23,6 +23,7 @@ class Summary:
     stored: int = 0
     already: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
+    truncated: list[str] = field(default_factory=list)             # stored on what decodes of them
     seconds: float = 0.0
 
     def report(self) -> str:
@@ -30,16 +31,18 @@ class Summary:
         lines = [f"stored {self.stored} tracks, {self.already} already stored, {len(self.skipped)} skipped, "
                  f"in {self.seconds:.1f} s ({rate:.1f} tracks/s)"]
         lines += [f"  skipped {path}: {reason}" for path, reason in self.skipped]
+        lines += [f"  truncated {path}: stored on what decodes of it" for path in self.truncated]
         return "\n".join(lines)
 
 
-def process(store_root: Path, candidate: Candidate) -> Track:
-    """Decode one file once, compute its features and write them; raises AudioError for bad audio."""
+def process(store_root: Path, candidate: Candidate) -> tuple[Track, bool]:
+    """Decode one file once, compute its features and write them; raises AudioError for bad audio.
+    Returns the track and whether its file broke off (what decoded of it is stored)."""
     audio = decode(candidate.path)
-    features = track_features(resample(audio.samples, audio.sample_rate))
-    Store.write_features_at(store_root, candidate.genre, candidate.id, **features)
-    return Track(id=candidate.id, genre=candidate.genre, source=str(candidate.path),
-                 duration_s=round(audio.duration_s, 3), content_hash=audio.content_hash)
+    Store.write_features_at(store_root, candidate.genre, candidate.id, **track_features(audio.samples))
+    track = Track(id=candidate.id, genre=candidate.genre, source=str(candidate.path),
+                  duration_s=round(audio.duration_s, 3), content_hash=audio.content_hash)
+    return track, audio.truncated
 
 
 def _init_worker() -> None:
@@ -58,7 +61,7 @@ def _exit_when_gone(sentinel: int) -> None:
     os._exit(1)
 
 
-def _attempt(store_root: Path, candidate: Candidate) -> Track | str:
+def _attempt(store_root: Path, candidate: Candidate) -> tuple[Track, bool] | str:
     try:
         return process(store_root, candidate)
     except AudioError as error:
@@ -89,10 +92,13 @@ def _ingest(store: Store, candidates: list[Candidate], passed_over: list[tuple[P
         store.prepare(genre)
     bar = Progress(len(todo), label="preprocess") if progress and todo else None
 
-    def record(candidate: Candidate, result: Track | str) -> None:
-        if isinstance(result, Track):
-            store.commit(result)
+    def record(candidate: Candidate, result: tuple[Track, bool] | str) -> None:
+        if isinstance(result, tuple):
+            track, truncated = result
+            store.commit(track)
             summary.stored += 1
+            if truncated:
+                summary.truncated.append(str(candidate.path))
         else:
             summary.skipped.append((str(candidate.path), result))
         if bar:

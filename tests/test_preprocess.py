@@ -90,6 +90,16 @@ def test_bad_files_are_reported_and_skipped_and_the_run_goes_on(tmp_path):
     assert "jazz.00054.wav" in summary.report()
 
 
+def test_a_truncated_file_is_stored_on_what_decodes_and_reported(tmp_path):
+    source = make_collection(tmp_path / "src", genres=("jazz",), per_genre=1, seconds=6.0)
+    whole = (source / "jazz" / "jazz.00000.wav").read_bytes()
+    (source / "jazz" / "jazz.00001.wav").write_bytes(whole[:len(whole) // 2])
+    summary = ingest(source, tmp_path / "data", workers=1, progress=False)
+    assert summary.stored == 2 and summary.truncated == [str(source / "jazz" / "jazz.00001.wav")]
+    assert "jazz.00001.wav: stored on what decodes" in summary.report()
+    assert abs(Store(tmp_path / "data").find("jazz.00001").duration_s - 3.0) < 0.05
+
+
 def test_a_store_built_with_other_parameters_is_a_clear_error(tmp_path):
     ingest(make_collection(tmp_path / "src", per_genre=1), tmp_path / "data", workers=1, progress=False)
     manifest_path = tmp_path / "data" / MANIFEST
