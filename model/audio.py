@@ -107,7 +107,7 @@ def decode(source: AudioSource, min_duration_s: float = MIN_DURATION_S,
                  source_rate=rate, truncated=truncated)
 
 
-class _Bytes(io.BytesIO):
+class ByteStream(io.BytesIO):
     """BytesIO that answers a seek before the start as a file does, without raising: libsndfile asks
     that of some damaged headers, and an exception in soundfile's callback is printed as a traceback."""
 
@@ -119,7 +119,7 @@ class _Bytes(io.BytesIO):
 
 def _open(source: AudioSource) -> sf.SoundFile:
     if isinstance(source, (bytes, bytearray, memoryview)):
-        source = _Bytes(source)
+        source = ByteStream(source)
     try:
         return sf.SoundFile(source)
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:

@@ -1,8 +1,9 @@
-"""The uploads the service keeps: under generated names (never the sender's), at most `max_kept` of them."""
+"""The uploads the service keeps: under generated names (never the sender's), at most `max_kept` of them,
+each with the result of its analysis beside it (`<upload hex>.result.json`), pruned together."""
 from __future__ import annotations
 
 import contextlib
-import io
+import json
 import re
 import secrets
 import threading
@@ -12,18 +13,36 @@ from pathlib import Path
 import soundfile as sf
 
 from model.atomic import atomic_write, remove_leftovers
+from model.audio import ByteStream
 
 # libsndfile's container name -> the extension a kept upload gets (its content decides, not its name).
 EXTENSIONS = {"WAV": ".wav", "WAVEX": ".wav", "RF64": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3",
               "AIFF": ".aiff", "AU": ".au", "CAF": ".caf", "W64": ".w64"}
+# What a listener may upload, in the order the page names them: extension -> name. The form's
+# `accept`, the page's text and the 415 message are all made from this.
+FORMATS = {".mp3": "MP3", ".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".opus": "Opus",
+           ".aiff": "AIFF", ".aif": "AIFF", ".au": "AU", ".caf": "CAF", ".w64": "W64"}
 _ID = re.compile(r"^[0-9a-f]{32}\.[a-z0-9]{2,4}$")
+_RESULT_ID = re.compile(r"^[0-9a-f]{32}$")
+RESULT_SUFFIX = ".result.json"
 STALE_TMP_S = 600.0   # a temporary upload file older than this was left by a killed server
+
+
+def format_names() -> str:
+    """The formats a listener may upload, for a sentence: "MP3, WAV, ... or W64"."""
+    names = list(dict.fromkeys(FORMATS.values()))
+    return f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def accept_attribute() -> str:
+    """The file input's `accept`: every extension, and audio/* for files named otherwise."""
+    return ",".join([*FORMATS, "audio/*"])
 
 
 def audio_extension(data: bytes) -> str | None:
     """The extension for audio bytes, from their container; None when libsndfile reads no audio there."""
     try:
-        container = sf.info(io.BytesIO(data)).format
+        container = sf.info(ByteStream(data)).format
     except (sf.LibsndfileError, RuntimeError, TypeError):
         return None
     return EXTENSIONS.get(container, ".bin")
@@ -52,6 +71,22 @@ class Uploads:
         self._prune()
         return upload_id
 
+    def save_result(self, upload_id: str, result: dict) -> str:
+        """Keep the analysis of a kept upload as JSON beside it; returns the result's id (the
+        upload's random name without its extension)."""
+        with atomic_write(self._result_path(upload_id), "w") as f:
+            json.dump(result, f)
+        return upload_id.split(".")[0]
+
+    def result(self, result_id: str) -> dict | None:
+        """A kept result, or None (pruned with its upload, or never made)."""
+        if not _RESULT_ID.match(result_id):
+            return None
+        try:
+            return json.loads(self._result_path(result_id).read_text())
+        except FileNotFoundError:
+            return None
+
     def path(self, upload_id: str) -> Path | None:
         """The kept file of an id this class made, or None (a name of any other shape is never a path)."""
         if not _ID.match(upload_id):
@@ -61,14 +96,27 @@ class Uploads:
 
     def _prune(self) -> None:
         with self._lock:
-            kept = []
+            kept, results = [], []
             for path in self.folder.iterdir():
                 if _ID.match(path.name):
                     with contextlib.suppress(FileNotFoundError):   # pruned by another process
                         kept.append((path.stat(), path))
+                elif path.name.endswith(RESULT_SUFFIX):
+                    results.append(path)
             kept.sort(key=lambda item: (item[0].st_mtime_ns, item[1].name), reverse=True)   # newest first
             total = 0
             for count, (stat, path) in enumerate(kept, 1):
                 total += stat.st_size
                 if count > self.max_kept or total > self.max_bytes:
                     path.unlink(missing_ok=True)
+                    self._result_path(path.name).unlink(missing_ok=True)
+            # A result whose upload is gone (pruned by another process between the two writes).
+            # Only old ones: a listing taken while an upload and its result are written may miss the upload.
+            listed = {path.name.split(".")[0] for _, path in kept}
+            for path in results:
+                with contextlib.suppress(FileNotFoundError):
+                    if path.name.split(".")[0] not in listed and time.time() - path.stat().st_mtime > STALE_TMP_S:
+                        path.unlink()
+
+    def _result_path(self, upload_or_result_id: str) -> Path:
+        return self.folder / f"{upload_or_result_id.split('.')[0]}{RESULT_SUFFIX}"
