@@ -19,7 +19,7 @@ from model.tensorflow_import import import_tensorflow
 import_tensorflow()   # before the modules below load it, so that its start-up chatter stays out of the log
 
 import soundfile as sf  # noqa: E402
-from flask import Flask, Response, g, jsonify, render_template, request, send_file, url_for  # noqa: E402
+from flask import Flask, Response, g, jsonify, redirect, render_template, request, send_file, url_for  # noqa: E402
 from werkzeug.exceptions import HTTPException  # noqa: E402
 
 from model.admission import Admission, Busy  # noqa: E402
@@ -29,12 +29,18 @@ from model.demo_library import is_demo  # noqa: E402
 from model.library import Analysis, Library  # noqa: E402
 from model.settings import FORM_OVERHEAD_BYTES, from_env  # noqa: E402
 from model.store import Store  # noqa: E402
-from model.uploads import EXTENSIONS, Uploads, audio_extension  # noqa: E402
+from model.uploads import Uploads, accept_attribute, audio_extension, format_names  # noqa: E402
 
 # What browsers play as it is; a library or upload file in another format is sent as WAV.
 BROWSER_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg",
                  ".opus": "audio/ogg", ".mp3": "audio/mpeg"}
-READABLE = ", ".join(sorted({e.lstrip(".").upper() for e in EXTENSIONS.values()}))
+# For operators, in /api/health (the page shows listeners only what they need).
+OPERATOR_HELP = {
+    "index_a_collection": "python preprocess.py /path/to/music --data data/music "
+                          "(GTZAN as Kaggle or its tarball lay it out, or one sub-folder per genre)",
+    "serve_it": "SOUNDALIKE_DATA_DIR=data/music make run",
+    "more": "README.md: 'Index a collection' and 'Configuration'",
+}
 
 
 class BadUpload(Exception):
@@ -79,25 +85,48 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         """Check, keep and analyse the posted file: (analysis, upload id, the sender's file name)."""
         file = request.files.get("file")
         if file is None:
-            raise BadUpload(400, "no file was sent: post it as the multipart field 'file'")
+            raise BadUpload(400, "No file was sent. Post it as the multipart field 'file'.")
+        name = file.filename or "upload"
+        the_file = f"The file “{name if len(name) <= 80 else name[:79] + '…'}”"
         size = file.stream.seek(0, io.SEEK_END)
         file.stream.seek(0)
         if size > limit:
-            raise BadUpload(413, too_large)
+            raise BadUpload(413, too_large(the_file))
         # The file's bytes, decoded samples and features are held only while it has a turn.
         with admission.turn():
             data = file.read()
             if not data:
-                raise BadUpload(400, "the file is empty" if file.filename else "no file was chosen")
+                raise BadUpload(400, f"{the_file} is empty. Choose a file that holds a song." if file.filename
+                                else "No file was chosen. Choose a song to analyse.")
             extension = audio_extension(data)
             if extension is None:
-                raise BadUpload(415, f"this is not an audio file that Soundalike reads ({READABLE})")
+                raise BadUpload(415, f"{the_file} is not an audio file that Soundalike reads. "
+                                     f"Choose a song in {format_names()}.")
             try:
                 audio = decode(data)
             except AudioError as error:
-                raise BadUpload(422, f"the audio cannot be used: {error}") from None
+                raise BadUpload(422, f"{the_file} cannot be analysed: {error}. "
+                                     "Choose another song, or another copy of this one.") from None
             upload_id = uploads.save(data, extension)
-            return library.analyse(audio), upload_id, file.filename or "upload"
+            return library.analyse(audio), upload_id, name
+
+    def keep(analysis: Analysis, upload_id: str, filename: str) -> tuple[dict, str]:
+        """The analysis as the API answers it, kept beside its upload so that its page has a URL
+        of its own: (the answer, the result's id)."""
+        answer = {
+            "genre": analysis.genre,
+            "probabilities": analysis.probabilities,
+            "recommendations": [{"id": r.track.id, "genre": r.track.genre, "distance": r.distance,
+                                 "similarity": r.similarity, "duration_s": r.track.duration_s,
+                                 "why": list(getattr(r, "why", [])),
+                                 "audio_url": url_for("library_audio", track_id=r.track.id)}
+                                for r in analysis.recommendations],
+            "match": None if analysis.match is None else {"id": analysis.match.id, "genre": analysis.match.genre},
+            "duration_s": analysis.duration_s,
+            "truncated": analysis.truncated,
+            "filename": filename,
+            "upload_url": url_for("upload_audio", upload_id=upload_id)}
+        return answer, uploads.save_result(upload_id, answer)
 
     def send_audio(path: Path) -> Response:
         if path.suffix.lower() in BROWSER_TYPES:
@@ -112,7 +141,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def error(status: int, message: str) -> tuple[Response | str, int]:
         if wants_json():
             return jsonify(error=message, status=status), status
-        return render_template("index.html", about=about, error=message), status
+        return render_template("index.html", error=message), status
 
     @app.before_request
     def start_clock() -> None:
@@ -124,7 +153,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - g.start) * 1000:.1f}"
         return response
 
-    too_large = f"the file is larger than the {about['limit_mb']:g} MB limit"
+    def too_large(the_file: str = "The file") -> str:
+        return (f"{the_file} is larger than the {about['limit_mb']:g} MB limit. "
+                "Choose a smaller file, or a shorter excerpt of the song.")
+
+    @app.context_processor
+    def page_context() -> dict[str, Any]:
+        return {"about": about, "formats": format_names(), "accept": accept_attribute(),
+                "limit_bytes": limit}
 
     @app.errorhandler(BadUpload)
     def bad_upload(e: BadUpload):
@@ -132,8 +168,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.errorhandler(Busy)
     def busy(e: Busy):
-        response, status = error(503, f"{e}: {admission.running} songs are being analysed and "
-                                      f"{admission.waiting} more are waiting")
+        response, status = error(503, f"Soundalike is busy: {admission.running} songs are being analysed and "
+                                      f"{admission.waiting} more are waiting. Try again in {e.retry_after_s} s.")
         response = app.make_response((response, status))
         response.headers["Retry-After"] = str(e.retry_after_s)
         return response
@@ -144,59 +180,61 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             # Werkzeug's form limits (parts, text fields) also end in a 413; only a body over the
             # limit is about the file.
             body = request.content_length
-            message = too_large if body is None or body > app.config["MAX_CONTENT_LENGTH"] else (
-                "the form has too many parts or too long a text field: send only the file, as the field 'file'")
+            message = too_large() if body is None or body > app.config["MAX_CONTENT_LENGTH"] else (
+                "The form has too many parts or too long a text field. Send only the file, as the field 'file'.")
             return error(413, message)
-        messages = {404: "there is nothing here", 405: f"{request.method} is not allowed here"}
+        messages = {404: "There is nothing here.", 405: f"{request.method} is not allowed here."}
         return error(e.code or 500, messages.get(e.code, e.description))
 
     @app.errorhandler(Exception)
     def unexpected(e: Exception):
         app.logger.exception("unexpected error on %s", request.path)
-        return error(500, "something went wrong on the server; the error is logged")
+        return error(500, "Something went wrong on the server; the error is logged. Try again later.")
 
     @app.get("/")
     def index():
-        return render_template("index.html", about=about)
+        return render_template("index.html")
 
     @app.post("/")
     def analyse_page():
-        analysis, upload_id, filename = receive()
-        return render_template("result.html", about=about, analysis=analysis, filename=filename,
-                               upload_url=url_for("upload_audio", upload_id=upload_id))
+        # Post, then redirect, then get: a reload, or back and forward, never posts the song again.
+        _, result_id = keep(*receive())
+        return redirect(url_for("result_page", result_id=result_id), 303)
+
+    @app.get("/results/<result_id>")
+    def result_page(result_id: str):
+        result = uploads.result(result_id)
+        if result is None:
+            return error(404, "This result is no longer kept (only the latest uploads are). Analyse the song again.")
+        return render_template("result.html", result=result)
 
     @app.post("/api/analyze")
     def analyse_api():
-        analysis, upload_id, _ = receive()
-        return jsonify(
-            genre=analysis.genre,
-            probabilities=analysis.probabilities,
-            recommendations=[{"id": r.track.id, "genre": r.track.genre, "distance": r.distance,
-                              "similarity": r.similarity, "audio_url": url_for("library_audio", track_id=r.track.id)}
-                             for r in analysis.recommendations],
-            match=None if analysis.match is None else {"id": analysis.match.id, "genre": analysis.match.genre},
-            duration_s=analysis.duration_s,
-            truncated=analysis.truncated,
-            upload_url=url_for("upload_audio", upload_id=upload_id))
+        answer, result_id = keep(*receive())
+        return jsonify(**answer, result_url=url_for("result_page", result_id=result_id))
 
     @app.get("/api/health")
     def health():
-        return jsonify(status="ok", **about)
+        return jsonify(status="ok", **about, operator=OPERATOR_HELP)
+
+    @app.get("/favicon.ico")
+    def favicon():
+        return app.send_static_file("favicon.ico")
 
     @app.get("/audio/<track_id>")
     def library_audio(track_id: str):
         track = store.find(track_id)
         if track is None:
-            return error(404, f"no library track {track_id!r}")
+            return error(404, f"There is no library track {track_id!r}.")
         if not Path(track.source).is_file():
-            return error(404, f"the audio of {track_id} is no longer where it was indexed")
+            return error(404, f"The audio of {track_id} is no longer where it was indexed.")
         return send_audio(Path(track.source))
 
     @app.get("/uploads/<upload_id>")
     def upload_audio(upload_id: str):
         path = uploads.path(upload_id)
         if path is None:
-            return error(404, "no such upload (only the latest uploads are kept)")
+            return error(404, "There is no such upload (only the latest uploads are kept).")
         return send_audio(path)
 
     return app

@@ -1,8 +1,10 @@
 """Every route and every bad input, through Flask's test client."""
+import dataclasses
 import io
 import re
 import threading
 import time
+from types import SimpleNamespace
 
 import flask
 import numpy as np
@@ -16,6 +18,7 @@ from model.demo_library import write_clips
 from model.ingest import ingest
 from model.params import GENRES
 from model.settings import from_env
+from model.uploads import FORMATS, format_names
 
 PER_GENRE = 2
 
@@ -56,8 +59,9 @@ def song() -> bytes:
 
 
 def post(client, url, data: bytes | None, name="song.ogg", **kwargs):
+    """POST the file; the page's redirect to the result's own URL is followed."""
     form = {} if data is None else {"file": (io.BytesIO(data), name)}
-    return client.post(url, data=form, content_type="multipart/form-data", **kwargs)
+    return client.post(url, data=form, content_type="multipart/form-data", follow_redirects=True, **kwargs)
 
 
 def test_the_defaults_are_the_cards(monkeypatch):
@@ -83,8 +87,28 @@ def test_the_upload_form_and_what_the_library_is(client):
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert 'type="file"' in html and 'enctype="multipart/form-data"' in html and 'name="file"' in html
+    assert "<h1" in html and 'lang="en"' in html
     assert "synthesised demo library" not in html   # this library has an AU file of its own
-    assert "python preprocess.py" in html and "SOUNDALIKE_DATA_DIR" in html
+    assert "The library holds 21 tracks in 10 genres." in html
+    # Operator help is for operators: in /api/health (and the README), not on the listener's page.
+    assert "python preprocess.py" not in html and "SOUNDALIKE_DATA_DIR" not in html
+    operator = " ".join(client.get("/api/health").get_json()["operator"].values())
+    assert "python preprocess.py" in operator and "SOUNDALIKE_DATA_DIR" in operator
+
+
+def test_one_list_of_formats_for_the_form_the_page_and_the_415(client):
+    html = client.get("/").get_data(as_text=True)
+    accept = re.search(r'accept="([^"]+)"', html).group(1).split(",")
+    assert set(accept) == {*FORMATS, "audio/*"}
+    names = format_names()
+    assert all(name in names for name in FORMATS.values()) and names in html
+    refused = post(client, "/api/analyze", b"just text\n" * 100, name="notes.mp3").get_json()["error"]
+    assert names in refused and "“notes.mp3”" in refused
+
+
+def test_the_favicon(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response.data[:4] == b"\0\0\1\0"
 
 
 def test_the_page_says_when_the_library_is_the_synthesised_demo(app):
@@ -129,28 +153,66 @@ def test_an_upload_of_a_library_track_is_named_and_not_picked(client, folders):
 
 
 def test_the_result_page(client, song):
-    response = post(client, "/", song, name="<b>my song</b>.ogg")
+    posted = client.post("/", data={"file": (io.BytesIO(song), "<b>my song</b>.ogg")}, content_type="multipart/form-data")
+    assert posted.status_code == 303
+    url = posted.headers["Location"]
+    assert re.fullmatch(r"/results/[0-9a-f]{32}", url)
+    response = client.get(url)
     assert response.status_code == 200
     html = response.get_data(as_text=True)
+    assert client.get(url).get_data(as_text=True) == html   # a reload shows the same result, posts nothing
     assert "&lt;b&gt;my song&lt;/b&gt;.ogg" in html and "<b>my song</b>" not in html
     bars = re.findall(r'<span class="label">(\w+)</span>.*?<span class="value">([0-9.]+) %</span>', html, re.S)
     assert sorted(g for g, _ in bars) == sorted(GENRES)
     percents = [float(p) for _, p in bars]
     assert percents == sorted(percents, reverse=True) and abs(sum(percents) - 100) < 1
-    picks = re.findall(r'<span class="pick-id">([\w.-]+)</span>.*?<audio controls preload="none" src="([^"]+)"',
-                       html, re.S)
-    assert len(picks) == 3 and all(src == f"/audio/{pick}" for pick, src in picks)
-    upload = re.search(r'<audio controls preload="none" src="(/uploads/[^"]+)"', html).group(1)
+    # The heading is the answer, with the same percentage as its bar.
+    heading = re.search(r"<h1.*?</h1>", html, re.S).group(0)
+    assert bars[0][0] in heading and f"{bars[0][1]} %" in heading
+    picks = re.findall(r'<span class="pick-id">([\w.-]+)</span>.*?Similarity <strong>(\d+)</strong>/100.*?'
+                       r'<span class="pick-len">.*?([0-9]+:[0-9]{2})</span>.*?'
+                       r'<audio controls preload="metadata" src="([^"]+)" aria-label="Play ([^"]+)"', html, re.S)
+    assert len(picks) == 3 and all(src == f"/audio/{pick}" and label.startswith(pick)
+                                   for pick, _, _, src, label in picks)
+    assert all(0 <= int(score) <= 100 and length == "0:06" for _, score, length, _, _ in picks)
+    upload = re.search(r'<audio controls preload="metadata" src="(/uploads/[^"]+)"', html).group(1)
     player = client.get(upload)
     assert player.status_code == 200 and player.data == song
+
+
+def test_the_api_gives_the_results_url_and_a_page_renders_why_when_given(client, song, monkeypatch):
+    body = post(client, "/api/analyze", song).get_json()
+    page = client.get(body["result_url"])
+    assert page.status_code == 200 and body["recommendations"][0]["id"] in page.get_data(as_text=True)
+    assert all(pick["why"] == [] and pick["duration_s"] > 1 for pick in body["recommendations"])
+    analyse = model.library.Library.analyse
+
+    def with_reasons(self, audio):
+        analysis = analyse(self, audio)
+        return dataclasses.replace(analysis, recommendations=[
+            SimpleNamespace(track=r.track, distance=r.distance, similarity=r.similarity, why=["the same tempo"])
+            for r in analysis.recommendations])
+
+    monkeypatch.setattr(model.library.Library, "analyse", with_reasons)
+    html = post(client, "/", song).get_data(as_text=True)
+    assert html.count("<li>the same tempo</li>") == 3
+
+
+def test_a_result_that_is_no_longer_kept_is_404(client):
+    response = client.get("/results/" + "0" * 32)
+    assert response.status_code == 404 and "no longer kept" in response.get_data(as_text=True)
+    for url in ("/results/..%2Fapp", "/results/abc", "/results/" + "0" * 32 + ".ogg"):
+        assert client.get(url).status_code == 404
 
 
 def test_uploads_are_kept_under_generated_names_and_bounded(client, folders, song):
     for _ in range(5):
         assert post(client, "/api/analyze", song, name="../../evil name.ogg").status_code == 200
-    kept = sorted(p.name for p in folders["UPLOAD_DIR"].iterdir())
+    kept = sorted(p.name for p in folders["UPLOAD_DIR"].iterdir() if not p.name.endswith(".result.json"))
+    results = sorted(p.name for p in folders["UPLOAD_DIR"].iterdir() if p.name.endswith(".result.json"))
     assert len(kept) == 3
     assert all(re.fullmatch(r"[0-9a-f]{32}\.ogg", name) for name in kept)
+    assert [r.split(".")[0] for r in results] == [k.split(".")[0] for k in kept]   # pruned with their uploads
 
 
 def test_library_audio_in_a_format_browsers_do_not_play_is_sent_as_wav(client):
@@ -199,6 +261,9 @@ def test_bad_input_gets_its_4xx_in_json_and_in_html(client, folders, what):
     api = post(client, "/api/analyze", data, name=name)
     assert api.status_code in statuses, (what, api.get_json())
     assert api.is_json and api.get_json()["error"] and api.get_json()["status"] == api.status_code
+    message = api.get_json()["error"]   # a sentence that names the file and says what to do
+    assert message[0].isupper() and message.endswith(".") and ("Choose" in message or "Post" in message)
+    assert what == "no file" or f"“{name}”" in message
     page = post(client, "/", data, name=name)
     assert page.status_code == api.status_code and page.mimetype == "text/html"
     assert api.get_json()["error"] in page.get_data(as_text=True).replace("&#39;", "'")
