@@ -1,0 +1,190 @@
+"""The pages in a real browser: Debian's chromium, driven by Playwright, against the real server
+(`python app.py` on a loopback port, tests/serving.py) with a 10-track store.
+
+Skipped where chromium or playwright is absent (CI installs chromium: .ci/run). Screenshots of both
+pages at 1280x800 and 390x844 are written to artifacts/ (git-ignored); with
+SOUNDALIKE_DOCS_SCREENSHOT=1 the README's picture, docs/result.png, is written as well.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from serving import REPO, running_server, small_store, wav
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("chromium is absent (apt-get install chromium)", allow_module_level=True)
+
+ARTIFACTS = REPO / "artifacts"
+SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+WAIT_MS = 90_000   # an analysis on a loaded 2-core machine: seconds; generous, never a timing assertion
+LIMIT_MB = 2
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser")
+    env = {"SOUNDALIKE_DATA_DIR": str(small_store(root)), "SOUNDALIKE_MAX_UPLOAD_MB": str(LIMIT_MB)}
+    with running_server(env, workdir=root) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        # Players started from the test, without a user's gesture, and no sound card needed.
+        browser = playwright.chromium.launch(executable_path=CHROMIUM,
+                                             args=["--autoplay-policy=no-user-gesture-required", "--mute-audio"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("files")
+    (folder / "my song.wav").write_bytes(wav(12.0, seed=5))
+    (folder / "notes.mp3").write_bytes(b"These are notes, not a song.\n" * 100)
+    (folder / "huge.wav").write_bytes(b"\0" * (LIMIT_MB * 1024 * 1024 + 1))
+    return folder
+
+
+class Watched:
+    """A page whose requests, console errors and script errors are recorded."""
+
+    def __init__(self, browser, server, size: str, **options) -> None:
+        self.context = browser.new_context(viewport=SIZES[size], **options)
+        self.page = self.context.new_page()
+        self.origin, self.requests, self.errors = server.base, [], []
+        self.page.on("request", lambda r: self.requests.append((r.method, r.url)))
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def posts(self) -> int:
+        return sum(method == "POST" for method, _ in self.requests)
+
+    def check_clean(self, expected_errors: str | None = None) -> None:
+        """Nothing fetched outside the server, and no console errors but those expected."""
+        outside = [url for _, url in self.requests if not url.startswith(self.origin + "/")]
+        assert not outside, outside
+        errors = [e for e in self.errors if not (expected_errors and re.search(expected_errors, e))]
+        assert not errors, errors
+        self.context.close()
+
+
+def shoot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_listeners_path_through_both_pages(browser, server, files, size):
+    watched = Watched(browser, server, size)
+    page = watched.page
+    page.goto(server.base + "/")
+    assert page.locator("h1").count() == 1 and page.get_attribute("html", "lang") == "en"
+    _check_targets(page)
+    shoot(page, f"index-{size}")
+
+    # The upload is held until the page has shown that it is working: no race with a fast answer.
+    held = []
+    page.route(server.base + "/", lambda route: held.append(route) if route.request.method == "POST"
+               else route.continue_())
+    page.set_input_files("#file", str(files / "my song.wav"))
+    page.click("button[type=submit]")
+    page.wait_for_function("document.querySelector('form.upload button').disabled", timeout=WAIT_MS)
+    assert re.match(r"(Uploading|Analysing)", page.inner_text("form.upload button"))
+    assert page.is_visible("form.upload progress") and "my song.wav" in page.inner_text("form.upload .status")
+    while not held:   # Playwright runs the route's handler while the test waits
+        page.wait_for_timeout(50)
+    held[0].continue_()
+    page.unroute(server.base + "/")
+    page.wait_for_url(re.compile(r".*/results/[0-9a-f]{32}$"), timeout=WAIT_MS)
+    result_url = page.url
+
+    # The answer first, as the page's heading, then three picks whose players know their length.
+    heading = page.inner_text("h1")
+    assert heading.startswith("Sounds like")
+    page.wait_for_function("[...document.querySelectorAll('audio')].every(a => a.readyState >= 1)", timeout=WAIT_MS)
+    durations = page.eval_on_selector_all(".pick audio", "players => players.map(a => a.duration)")
+    assert len(durations) == 3 and all(3.5 < d < 4.5 for d in durations), durations   # small_store: 4 s clips
+    assert all(page.eval_on_selector_all("audio", "players => players.map(a => a.getAttribute('aria-label'))"))
+    for pick in page.query_selector_all(".pick"):
+        box = pick.bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= SIZES[size]["height"], (size, box)   # above the fold
+        assert re.search(r"Similarity \d+/100", pick.inner_text()) and re.search(r"\d:\d\d", pick.inner_text())
+    values = [float(v.split()[0]) for v in page.eval_on_selector_all(".bar .value", "v => v.map(e => e.textContent)")]
+    assert len(values) == 10 and values == sorted(values, reverse=True) and abs(sum(values) - 100) < 1
+    assert f"{values[0]:.1f} %" in heading
+    _check_targets(page)
+    assert page.evaluate("document.documentElement.scrollWidth") <= SIZES[size]["width"]   # no sideways scrolling
+    shoot(page, f"result-{size}")
+    if size == "desktop" and os.environ.get("SOUNDALIKE_DOCS_SCREENSHOT"):
+        (REPO / "docs").mkdir(exist_ok=True)
+        page.screenshot(path=str(REPO / "docs" / "result.png"), clip={"x": 0, "y": 0, "width": 1280, "height": 440})
+
+    # One player at a time.
+    page.eval_on_selector_all(".pick audio", "players => { players[0].loop = true; return players[0].play(); }")
+    page.eval_on_selector_all(".pick audio", "players => { players[1].loop = true; return players[1].play(); }")
+    assert page.eval_on_selector_all(".pick audio", "players => players.map(a => a.paused)") == [True, False, True]
+
+    # The result has its own URL: a reload, and back then forward, show it again without posting.
+    posts = watched.posts()
+    assert posts == 1
+    page.reload()
+    assert page.url == result_url and page.inner_text("h1") == heading
+    page.go_back()
+    assert page.url == server.base + "/"
+    page.go_forward()
+    assert page.url == result_url and page.inner_text("h1") == heading
+    assert watched.posts() == posts
+    watched.check_clean()
+
+
+def _check_targets(page) -> None:
+    """WCAG 2.2 target size: every control at least 24 px tall and wide."""
+    sizes = page.eval_on_selector_all(
+        "a, button, input, audio",
+        "els => els.filter(e => e.offsetParent).map(e => [e.outerHTML.slice(0, 60), e.getBoundingClientRect().width,"
+        " e.getBoundingClientRect().height])")
+    small = [s for s in sizes if s[1] < 24 or s[2] < 24]
+    assert not small, small
+
+
+def test_errors_name_the_file_and_keep_it_chosen(browser, server, files):
+    watched = Watched(browser, server, "desktop")
+    page = watched.page
+    page.goto(server.base + "/")
+    # Too large: told in the page, nothing sent.
+    page.set_input_files("#file", str(files / "huge.wav"))
+    page.click("button[type=submit]")
+    message = page.locator("#message")
+    assert message.is_visible()
+    assert message.inner_text().startswith(f"The file “huge.wav” is larger than the {LIMIT_MB} MB limit.")
+    assert watched.posts() == 0
+    # Not audio: the server's sentence, naming the file and the formats; the file stays chosen.
+    page.set_input_files("#file", str(files / "notes.mp3"))
+    page.click("button[type=submit]")
+    page.wait_for_function("document.getElementById('message').textContent.includes('notes.mp3')", timeout=WAIT_MS)
+    text = message.inner_text()
+    assert text.startswith("The file “notes.mp3” is not an audio file") and "MP3, WAV" in text
+    assert page.eval_on_selector("#file", "input => input.files.length") == 1
+    assert not page.is_disabled("form.upload button") and page.url == server.base + "/"
+    shoot(page, "index-error-desktop")
+    watched.check_clean(expected_errors=r"status of 415")   # the browser logs the refused upload
+
+
+def test_the_form_works_without_javascript(browser, server, files):
+    watched = Watched(browser, server, "phone", java_script_enabled=False)
+    page = watched.page
+    page.goto(server.base + "/")
+    page.set_input_files("#file", str(files / "my song.wav"))
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/results/[0-9a-f]{32}$"), timeout=WAIT_MS)
+    assert page.inner_text("h1").startswith("Sounds like") and page.locator(".pick").count() == 3
+    watched.check_clean()
