@@ -89,6 +89,7 @@ def test_the_listeners_path_through_both_pages(browser, server, files, size):
     page.goto(server.base + "/")
     assert page.locator("h1").count() == 1 and page.get_attribute("html", "lang") == "en"
     _check_targets(page)
+    _check_contrast(page)
     shoot(page, f"index-{size}")
 
     # The upload is held until the page has shown that it is working: no race with a fast answer.
@@ -122,6 +123,7 @@ def test_the_listeners_path_through_both_pages(browser, server, files, size):
     assert len(values) == 10 and values == sorted(values, reverse=True) and abs(sum(values) - 100) < 1
     assert f"{values[0]:.1f} %" in heading
     _check_targets(page)
+    _check_contrast(page)
     assert page.evaluate("document.documentElement.scrollWidth") <= SIZES[size]["width"]   # no sideways scrolling
     shoot(page, f"result-{size}")
     if size == "desktop" and os.environ.get("SOUNDALIKE_DOCS_SCREENSHOT"):
@@ -143,7 +145,52 @@ def test_the_listeners_path_through_both_pages(browser, server, files, size):
     page.go_forward()
     assert page.url == result_url and page.inner_text("h1") == heading
     assert watched.posts() == posts
+
+    if size == "desktop":   # another song dropped on the result page is analysed at once
+        page.evaluate("""async () => {
+            const audio = await (await fetch(document.querySelector('.pick audio').src)).blob();
+            const dropped = new DataTransfer();
+            dropped.items.add(new File([audio], 'dropped song.flac', {type: audio.type}));
+            document.body.dispatchEvent(new DragEvent('drop', {dataTransfer: dropped, bubbles: true}));
+        }""")
+        page.wait_for_url(lambda url: "/results/" in url and url != result_url, timeout=WAIT_MS)
+        assert "dropped song.flac" in page.inner_text(".yours") and watched.posts() == posts + 1
     watched.check_clean()
+
+
+# WCAG 2.2 contrast: text against the background it is drawn on (at least 4.5:1), and the bars'
+# fill against their track (at least 3:1).
+CONTRAST = """() => {
+  const channel = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  const luminance = c => { const [r, g, b] = c.match(/[\\d.]+/g).slice(0, 3).map(Number).map(channel);
+                           return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const ratio = (a, b) => { const [x, y] = [luminance(a), luminance(b)].sort((p, q) => q - p);
+                            return (x + 0.05) / (y + 0.05); };
+  const background = el => {
+    for (; el; el = el.parentElement) {
+      const c = getComputedStyle(el).backgroundColor, v = c.match(/[\\d.]+/g);
+      if (v.length < 4 || Number(v[3]) > 0.5) return c;
+    }
+    return "rgb(255, 255, 255)";
+  };
+  const low = [];
+  for (const el of document.querySelectorAll("body *")) {
+    const text = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!text || !el.getClientRects().length) continue;
+    const r = ratio(getComputedStyle(el).color, background(el));
+    if (r < 4.5) low.push([el.className || el.tagName, el.textContent.trim().slice(0, 30), r]);
+  }
+  for (const fill of document.querySelectorAll(".fill, .meter-fill")) {
+    const r = ratio(getComputedStyle(fill).backgroundColor, background(fill.parentElement));
+    if (r < 3) low.push([fill.className, "", r]);
+  }
+  return low;
+}"""
+
+
+def _check_contrast(page) -> None:
+    low = page.evaluate(CONTRAST)
+    assert not low, low
 
 
 def _check_targets(page) -> None:
