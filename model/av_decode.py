@@ -8,8 +8,9 @@ pipeline as the others: the same limits, content hash and 16 kHz resampling.
 
 Only the containers below are tried: FFmpeg probes hundreds of formats, and bytes that are not
 audio (random data, a text file) would otherwise sometimes open as some raw stream and "decode".
-The limits of `model.params` are checked on the stream's parameters before any packet is decoded,
-and what is held is one decoded FFmpeg frame (a few thousand samples) beyond the caller's block.
+The limits of `model.params` are checked on the stream's parameters before any packet is decoded
+(by model.audio's own check, with its messages), and what is held is one decoded FFmpeg frame (a few
+thousand samples) beyond the caller's block.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from typing import BinaryIO, Iterator, Union
 import av
 import numpy as np
 
-from model.params import MAX_CHANNELS, MAX_DURATION_S, MAX_SOURCE_RATE, MIN_SOURCE_RATE
+from model.audio import UNKNOWN_FRAMES, AudioError, _check_header
+from model.params import MAX_DURATION_S
 
 Source = Union[str, Path, bytes, bytearray, memoryview, BinaryIO]
 
@@ -36,20 +38,19 @@ CONTAINERS = {
 ESTIMATED_LENGTH = {"aac"}
 # Matroska holding only these codecs is WebM, which browsers play.
 WEBM_CODECS = {"opus", "vorbis", "vp8", "vp9", "av1"}
-# libsndfile's frame count for a stream of unknown length, which model.audio.decode understands.
-UNKNOWN_FRAMES = 2 ** 63 - 1
 
 
-class AvError(ValueError):
-    """Not audio that PyAV reads here (no such container, no audio stream), or absurd parameters;
-    `str(error)` is a message fit for the person who sent the file."""
+class AvError(AudioError):
+    """Not audio that PyAV reads here (no such container, no audio stream); `str(error)` is a
+    message fit for the person who sent the file."""
 
 
 class AvFile:
     """The first audio stream of a container, read block by block as float32 at its own rate.
 
-    Raises AvError when the data is not one of CONTAINERS with an audio stream, or when the stream's
-    rate, channels or declared duration are beyond model.params' limits."""
+    Raises AvError when the data is not one of CONTAINERS with an audio stream, and AudioError (as
+    model.audio.decode does) when the stream's rate, channels or declared duration are beyond
+    model.params' limits."""
 
     def __init__(self, source: Source, check_limits: bool = True) -> None:
         if isinstance(source, (bytes, bytearray, memoryview)):
@@ -83,25 +84,14 @@ class AvFile:
         self.format = name.split(",")[0].upper()
         codecs = {s.codec_context.name for s in self._container.streams if s.type in ("audio", "video")}
         self.extension = ".webm" if name == "matroska,webm" and codecs <= WEBM_CODECS else CONTAINERS[name][self.has_video]
-        if check_limits:
-            self._check_limits()
+        if check_limits:   # before any packet is decoded: a 1 Hz or 1000-channel header makes every block huge
+            _check_header(self.samplerate, self.channels, self.frames, MAX_DURATION_S)
         self.extra_info = ""   # what libsndfile logs; model.audio.decode reads it
         # Packed float32 at the stream's own rate and channel count, whatever the codec gives
         # (planar or packed, int or float; a rate that changes mid-stream is brought back to this one).
         self._resampler = av.AudioResampler(format="flt", layout=stream.codec_context.layout, rate=self.samplerate)
         self._frames = self._decoded()
         self._pending = np.zeros((0, self.channels), np.float32)
-
-    def _check_limits(self) -> None:
-        """Before any packet is decoded: a 1 Hz or 1000-channel header would make every block huge."""
-        if not MIN_SOURCE_RATE <= self.samplerate <= MAX_SOURCE_RATE:
-            raise AvError(f"the file's sample rate is {self.samplerate} Hz; Soundalike reads "
-                          f"{MIN_SOURCE_RATE} to {MAX_SOURCE_RATE} Hz")
-        if not 1 <= self.channels <= MAX_CHANNELS:
-            raise AvError(f"the file declares {self.channels} channels; Soundalike reads 1 to {MAX_CHANNELS}")
-        if self.frames != UNKNOWN_FRAMES and self.frames / self.samplerate > MAX_DURATION_S:
-            raise AvError(f"the file declares {self.frames / self.samplerate / 60:.0f} minutes of audio; "
-                          f"Soundalike analyses at most {MAX_DURATION_S / 60:.0f} minutes")
 
     def _declared_frames(self) -> int:
         stream, container = self._stream, self._container
@@ -144,15 +134,13 @@ class AvFile:
         return filled, ""
 
     def blocks(self, block_frames: int = 1 << 16) -> Iterator[np.ndarray]:
-        """The whole stream, block by block (each a fresh array); raises AvError where it breaks off."""
+        """The stream block by block (each a fresh array), to its end or to where it breaks off."""
         while True:
             buffer = np.empty((block_frames, self.channels), np.float32)
             frames, error = self.read_into(buffer)
             if frames:
                 yield buffer[:frames]
-            if error:
-                raise AvError(f"the audio stream breaks off ({error})")
-            if frames < block_frames:
+            if error or frames < block_frames:
                 return
 
     def close(self) -> None:

@@ -8,7 +8,9 @@ import soundfile as sf
 
 from av_media import KINDS, encoded
 from conftest import tone
-import model.av_decode as av_decode
+import model.audio
+import model.av_decode
+from model.audio import UNKNOWN_FRAMES, AudioError
 from model.av_decode import AvError, AvFile, probe
 
 EXTENSIONS = {"m4a": ".m4a", "aac": ".aac", "wma": ".wma", "webm": ".webm", "mp4": ".mp4",
@@ -22,7 +24,7 @@ def test_each_kind_decodes_to_its_samples_at_its_own_rate(kind):
     with AvFile(data) as f:
         assert (f.samplerate, f.channels) == (rate, 2)
         if kind == "aac":   # no index: FFmpeg's length is an estimate from the bit rate
-            assert f.frames == av_decode.UNKNOWN_FRAMES
+            assert f.frames == UNKNOWN_FRAMES
         else:
             assert abs(f.frames - len(y)) < 0.02 * len(y)    # the declared length
         decoded = np.concatenate(list(f.blocks(5000)))
@@ -62,13 +64,15 @@ def test_formats_libsndfile_reads_are_left_to_it():
     assert probe(wav.getvalue()) is None
 
 
-@pytest.mark.parametrize("limit, value, words", [("MAX_SOURCE_RATE", 22050, "Hz"), ("MAX_CHANNELS", 1, "channels"),
-                                                 ("MAX_DURATION_S", 2, "minutes")])
-def test_absurd_parameters_are_refused_before_decoding(monkeypatch, limit, value, words):
+@pytest.mark.parametrize("module, limit, value, words", [
+    (model.audio, "MAX_SOURCE_RATE", 22050, "44100 Hz"), (model.audio, "MAX_CHANNELS", 1, "declares 2 channels"),
+    (model.av_decode, "MAX_DURATION_S", 2, "declares 3.0 s")])
+def test_absurd_parameters_are_refused_before_decoding(monkeypatch, module, limit, value, words):
     data, _, _ = encoded("m4a")   # 44.1 kHz stereo, 3 s
-    monkeypatch.setattr(av_decode, limit, value)
-    with pytest.raises(AvError, match=words):
+    monkeypatch.setattr(module, limit, value)   # model.audio's check, and its messages
+    with pytest.raises(AudioError, match=words) as refused:
         AvFile(data)
+    assert not isinstance(refused.value, AvError)
     assert probe(data) == ".m4a"   # still audio: refused with its reason when decoded, not as "not audio"
 
 
