@@ -98,15 +98,26 @@ def test_folders_of_killed_processes_are_removed(tmp_path):
     assert not dead.exists() and not publishing.exists()
 
 
+def test_with_no_writable_cache_folder_at_home_a_temporary_one_serves(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.endswith("CACHE_DIR")}
+    env.update(HOME="/proc/no-home", XDG_CACHE_HOME="/proc/no-cache", TMPDIR=str(tmp_path))   # /proc takes no folders
+    result = run_python("from model import features, numba_cache; features.warm_up(); print(numba_cache.base_dir())", env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().startswith(str(tmp_path / "soundalike-numba-"))
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to run as another user")
-def test_an_unprivileged_user_with_no_writable_home_and_a_read_only_site_packages(tmp_path):
+def test_an_unprivileged_user_with_no_home_and_a_site_packages_it_cannot_write(tmp_path):
     try:
         nobody = pwd.getpwnam("nobody")
     except KeyError:
         pytest.skip("no user 'nobody'")
     env = {k: v for k, v in os.environ.items() if not k.endswith("CACHE_DIR")}
     env.update(HOME="/nonexistent", XDG_CACHE_HOME="/nonexistent")
-    probe = run_python("import model", env, user=nobody.pw_uid, group=nobody.pw_gid)
+    try:
+        probe = run_python("import model", env, user=nobody.pw_uid, group=nobody.pw_gid)
+    except PermissionError as error:
+        pytest.skip(f"user nobody cannot run this Python: {error}")
     if probe.returncode != 0:
         pytest.skip(f"user nobody cannot read the checkout or the virtualenv: {probe.stderr[-300:]}")
     before = librosa_cache_files()
