@@ -7,11 +7,11 @@ PY := $(VENV)/bin/python
 
 setup: $(VENV)/.installed
 
+# setuptools warns on every editable install that a folder named like a package may shadow it: noise
+# for a user setting up, and this project runs from its root on purpose.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# setuptools warns on every editable install that a folder named like a package may shadow it:
-	# noise for a user setting up, and this project runs from its root on purpose.
 	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -e '.[cpu,test]'
 	touch $@
 
