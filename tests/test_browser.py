@@ -103,6 +103,7 @@ def test_the_listeners_path_through_both_pages(browser, server, files, size):
     assert page.is_visible("form.upload progress") and "my song.wav" in page.inner_text("form.upload .status")
     while not held:   # Playwright runs the route's handler while the test waits
         page.wait_for_timeout(50)
+    shoot(page, f"index-working-{size}")
     held[0].continue_()
     page.unroute(server.base + "/")
     page.wait_for_url(re.compile(r".*/results/[0-9a-f]{32}$"), timeout=WAIT_MS)
