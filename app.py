@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException  # noqa: E402
 
 from model.admission import Admission, Busy  # noqa: E402
 from model.audio import AudioError, decode  # noqa: E402
+from model.av_decode import EXTENSIONS as AV_EXTENSIONS, AvFile  # noqa: E402
 from model.classifier import GenreClassifier  # noqa: E402
 from model.demo_library import is_demo  # noqa: E402
 from model.library import Analysis, Library  # noqa: E402
@@ -33,7 +34,8 @@ from model.uploads import Uploads, accept_attribute, audio_extension, format_nam
 
 # What browsers play as it is; a library or upload file in another format is sent as WAV.
 BROWSER_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg",
-                 ".opus": "audio/ogg", ".mp3": "audio/mpeg"}
+                 ".opus": "audio/ogg", ".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".mp4": "audio/mp4",
+                 ".aac": "audio/aac", ".webm": "audio/webm"}
 # For operators, in /api/health (the page shows listeners only what they need).
 OPERATOR_HELP = {
     "index_a_collection": "python preprocess.py /path/to/music --data data/music "
@@ -131,10 +133,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def send_audio(path: Path) -> Response:
         if path.suffix.lower() in BROWSER_TYPES:
             return send_file(path, mimetype=BROWSER_TYPES[path.suffix.lower()])
-        # Browsers do not play AU or AIFF: send the same samples as WAV.
-        data, sample_rate = sf.read(path, dtype="int16", always_2d=True)
+        # Browsers do not play AU, AIFF, WMA or Matroska: send the same samples as WAV.
         wav = io.BytesIO()
-        sf.write(wav, data, sample_rate, format="WAV", subtype="PCM_16")
+        if path.suffix.lower() in AV_EXTENSIONS:
+            with AvFile(path) as f, sf.SoundFile(wav, "w", f.samplerate, f.channels, format="WAV",
+                                                 subtype="PCM_16") as out:
+                for block in f.blocks():
+                    out.write(block)
+        else:
+            data, sample_rate = sf.read(path, dtype="int16", always_2d=True)
+            sf.write(wav, data, sample_rate, format="WAV", subtype="PCM_16")
         wav.seek(0)
         return send_file(wav, mimetype="audio/wav", download_name=f"{path.stem}.wav")
 

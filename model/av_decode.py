@@ -36,6 +36,7 @@ CONTAINERS = {
 # Containers without an index, whose length FFmpeg estimates from the bit rate (a few % off):
 # reported as unknown, so that decoding neither refuses them on it nor takes them for truncated.
 ESTIMATED_LENGTH = {"aac"}
+EXTENSIONS = {extension for pair in CONTAINERS.values() for extension in pair} | {".webm"}
 # Matroska holding only these codecs is WebM, which browsers play.
 WEBM_CODECS = {"opus", "vorbis", "vp8", "vp9", "av1"}
 

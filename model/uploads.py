@@ -12,6 +12,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from model import av_decode
 from model.atomic import atomic_write, remove_leftovers
 from model.audio import ByteStream
 
@@ -20,8 +21,9 @@ EXTENSIONS = {"WAV": ".wav", "WAVEX": ".wav", "RF64": ".wav", "FLAC": ".flac", "
               "AIFF": ".aiff", "AU": ".au", "CAF": ".caf", "W64": ".w64"}
 # What a listener may upload, in the order the page names them: extension -> name. The form's
 # `accept`, the page's text and the 415 message are all made from this.
-FORMATS = {".mp3": "MP3", ".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".opus": "Opus",
-           ".aiff": "AIFF", ".aif": "AIFF", ".au": "AU", ".caf": "CAF", ".w64": "W64"}
+FORMATS = {".mp3": "MP3", ".m4a": "M4A", ".aac": "AAC", ".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG",
+           ".opus": "Opus", ".wma": "WMA", ".aiff": "AIFF", ".aif": "AIFF", ".au": "AU", ".caf": "CAF",
+           ".w64": "W64", ".mp4": "MP4", ".webm": "WebM", ".mkv": "MKV"}
 _ID = re.compile(r"^[0-9a-f]{32}\.[a-z0-9]{2,4}$")
 _RESULT_ID = re.compile(r"^[0-9a-f]{32}$")
 RESULT_SUFFIX = ".result.json"
@@ -44,7 +46,7 @@ def audio_extension(data: bytes) -> str | None:
     try:
         container = sf.info(ByteStream(data)).format
     except (sf.LibsndfileError, RuntimeError, TypeError):
-        return None
+        return av_decode.probe(data)   # m4a/AAC, WMA, the audio of a video
     return EXTENSIONS.get(container, ".bin")
 
 

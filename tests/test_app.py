@@ -13,6 +13,7 @@ import soundfile as sf
 
 import model.library
 from app import create_app, default_config
+from av_media import encoded
 from conftest import mp3_bytes, tone, write_audio
 from model.demo_library import write_clips
 from model.ingest import ingest
@@ -363,3 +364,15 @@ def test_beyond_the_analyses_and_the_waiting_room_a_503_with_retry_after(app, so
     assert statuses == [200, 200, 503], [a.get_json() for a in answers]
     busy = next(a for a in answers if a.status_code == 503)
     assert int(busy.headers["Retry-After"]) >= 1 and "busy" in busy.get_json()["error"]
+
+
+@pytest.mark.parametrize("kind, served", [("m4a", "audio/mp4"), ("wma", "audio/wav"), ("mp4", "audio/mp4"),
+                                          ("mkv", "audio/wav")])
+def test_m4a_wma_and_the_audio_of_videos_are_analysed_and_played(client, kind, served):
+    data, _, rate = encoded(kind, seconds=4.0, seed=2)
+    body = post(client, "/api/analyze", data, name=f"phone recording.{kind}").get_json()
+    assert body.get("genre") in GENRES and abs(body["duration_s"] - 4.0) < 0.1, body
+    player = client.get(body["upload_url"])
+    assert player.status_code == 200 and player.mimetype == served
+    if served == "audio/wav":   # browsers do not play WMA or Matroska: the same audio as WAV
+        assert abs(sf.info(io.BytesIO(player.data)).duration - 4.0) < 0.1

@@ -10,8 +10,9 @@ from av_media import KINDS, encoded
 from conftest import tone
 import model.audio
 import model.av_decode
-from model.audio import UNKNOWN_FRAMES, AudioError
+from model.audio import UNKNOWN_FRAMES, AudioError, decode
 from model.av_decode import AvError, AvFile, probe
+from model.uploads import audio_extension
 
 EXTENSIONS = {"m4a": ".m4a", "aac": ".aac", "wma": ".wma", "webm": ".webm", "mp4": ".mp4",
               "webm-video": ".webm", "mkv": ".mkv"}
@@ -96,3 +97,32 @@ def test_a_file_that_breaks_off_gives_what_decodes(kind):
 def test_an_m4a_cut_before_its_index_is_not_audio():
     data, _, _ = encoded("m4a")   # the muxer writes the index (moov) last
     assert probe(data[:len(data) // 2]) is None
+
+
+# model.audio.decode and the 415 decision with the PyAV fallback (plugged in model.audio and model.uploads).
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_decode_reads_every_kind_through_the_same_pipeline(kind):
+    data, y, rate = encoded(kind)
+    audio = decode(data)
+    assert audio.sample_rate == 16000 and audio.source_rate == rate and not audio.truncated
+    assert abs(audio.duration_s - len(y) / rate) < 0.1
+    assert audio_extension(data) == EXTENSIONS[kind]
+    # The same samples as a float WAV (libsndfile's path) hash and resample alike: one pipeline.
+    with AvFile(data) as f:
+        samples = np.concatenate(list(f.blocks()))
+    wav = io.BytesIO()
+    sf.write(wav, samples, rate, format="WAV", subtype="FLOAT")
+    again = decode(wav.getvalue())
+    assert again.content_hash == audio.content_hash and np.array_equal(again.samples, audio.samples)
+
+
+def test_decode_applies_the_same_limits_and_flags_truncation():
+    data, _, _ = encoded("m4a")
+    with pytest.raises(AudioError, match="declares 3.0 s of audio"):
+        decode(data, max_duration_s=2)
+    webm, _, _ = encoded("webm", seconds=4.0)
+    cut = decode(webm[:len(webm) // 2])
+    assert cut.truncated and 1.0 < cut.duration_s < 3.0
+    with pytest.raises(AudioError, match="not a decodable audio file"):
+        decode(b"just some text, not a song\n" * 300)
