@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from av_media import encoded
 from model.uploads import format_names
 from serving import REPO, running_server, small_store, wav
 
@@ -52,6 +53,7 @@ def files(tmp_path_factory):
     (folder / "my song.wav").write_bytes(wav(12.0, seed=5))
     (folder / "notes.mp3").write_bytes(b"These are notes, not a song.\n" * 100)
     (folder / "huge.wav").write_bytes(b"\0" * (LIMIT_MB * 1024 * 1024 + 1))
+    (folder / "voice memo.m4a").write_bytes(encoded("m4a", seconds=6.0, seed=4)[0])
     return folder
 
 
@@ -236,4 +238,17 @@ def test_the_form_works_without_javascript(browser, server, files):
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r".*/results/[0-9a-f]{32}$"), timeout=WAIT_MS)
     assert page.inner_text("h1").startswith("Sounds like") and page.locator(".pick").count() == 3
+    watched.check_clean()
+
+
+def test_an_m4a_from_a_phone_is_analysed_and_played(browser, server, files):
+    watched = Watched(browser, server, "phone")
+    page = watched.page
+    page.goto(server.base + "/")
+    page.set_input_files("#file", str(files / "voice memo.m4a"))
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/results/[0-9a-f]{32}$"), timeout=WAIT_MS)
+    page.wait_for_function("document.querySelector('.yours audio').readyState >= 1", timeout=WAIT_MS)
+    assert 5.5 < page.eval_on_selector(".yours audio", "a => a.duration") < 6.5
+    assert "voice memo.m4a" in page.inner_text(".yours")
     watched.check_clean()
