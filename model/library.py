@@ -67,7 +67,8 @@ class Library:
     def _embeddings(self, weights_dir: Path) -> np.ndarray:
         # The mean over the same patches that `GenreClassifier.analyse` looks at in a request.
         per_track = patch_embeddings(self.store, self.tracks, lambda batch: self.classifier.analyse_patches(batch)[1],
-                                     file_digest(weights_dir / BACKBONE_FILE), MAX_PATCHES)
+                                     file_digest(weights_dir / BACKBONE_FILE), MAX_PATCHES,
+                                     loop=self.classifier.head_input.loop_short)
         return np.array([e.mean(axis=0) for e in per_track])
 
     def _blocks(self, chroma, embedding) -> list[np.ndarray]:

@@ -26,6 +26,7 @@ N_CHROMA = 12
 
 MIN_DURATION_S = 1.0         # shorter uploads or library files are rejected
 MAX_PATCHES = 5              # patches per track at prediction, spread over it: bounds the cost of long songs
+SHORT_CROP_S = (2.0, 3.0)    # the short uploads served: training crops of long tracks are cut to this range
 
 # Bump when the way features are computed changes without a parameter changing.
 FEATURE_VERSION = 1

@@ -46,3 +46,11 @@ def test_long_tracks_get_a_bounded_number_of_patches_spread_over_them():
 def test_patches_computed_alone_equal_those_cut_from_the_whole_log_mel(seconds):
     y = tone(seconds, SAMPLE_RATE)
     np.testing.assert_array_equal(log_mel_patches(y, 5), patches(log_mel(y), 5))
+
+
+def test_a_short_clip_is_zero_padded_or_looped_to_one_patch():
+    mel = np.arange(100 * 96, dtype=np.float32).reshape(100, 96)
+    zero, loop = patches(mel), patches(mel, loop=True)
+    assert zero.shape == loop.shape == (1, 187, 96)
+    assert np.array_equal(zero[0, :100], mel) and not zero[0, 100:].any()
+    assert np.array_equal(loop[0, :100], mel) and np.array_equal(loop[0, 100:], mel[:87])
