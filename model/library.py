@@ -1,6 +1,6 @@
 """The service's state: a store, the classifier and the k-NN index over the store, built once.
 
-`Library.analyse` is all a request does: features, one network pass, one index query.
+`Library.analyse` is all a request does: features, one network pass, one index query, one fingerprint query.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from model.audio import Audio, resample
 from model.classifier import GenreClassifier
 from model.embeddings import patch_embeddings
 from model.features import chromagram
+from model.fingerprint import FingerprintIndex, fingerprint, query_prints
 from model.params import MAX_PATCHES
 from model.recommender import GenreKnn, SpaceScaler, chroma_summary
 from model.store import Store, StoreError, Track
@@ -33,7 +34,8 @@ class Recommendation:
 class Analysis:
     genre: str
     probabilities: dict[str, float]         # every genre, most probable first
-    match: Track | None                     # the library track whose decoded audio the upload is
+    match: Track | None                     # the library track the upload is a copy of (same audio, or a
+                                            # lossy, re-sampled or trimmed copy: model.fingerprint)
     recommendations: list[Recommendation]   # never `match`, nor another library copy of the same audio
     duration_s: float
 
@@ -57,9 +59,14 @@ class Library:
         self._by_hash: dict[str, list[int]] = {}
         for row, track in enumerate(self.tracks):
             self._by_hash.setdefault(track.content_hash, []).append(row)
-        blocks = self._blocks(
-            lambda: np.array([chroma_summary(store.load(t)["chroma"]) for t in self.tracks]),
-            lambda: self._embeddings(Path(weights_dir)))
+        # Each track's stored features are read once, for its chroma summary and its fingerprint.
+        summaries, fingerprints = [], []
+        for track in self.tracks:
+            stored = store.load(track)
+            summaries.append(chroma_summary(stored["chroma"]))
+            fingerprints.append(fingerprint(stored["mel"]))
+        self.copies = FingerprintIndex().fit(fingerprints)
+        blocks = self._blocks(lambda: np.array(summaries), lambda: self._embeddings(Path(weights_dir)))
         self.scaler = SpaceScaler(mix_weights if features == "mix" else None).fit(blocks)
         self.index = GenreKnn(scope=scope).fit(self.scaler.transform(blocks), [t.genre for t in self.tracks])
         self.warm_up()
@@ -82,13 +89,21 @@ class Library:
         noise = np.random.default_rng(0).uniform(-0.5, 0.5, 30 * 22050).astype(np.float32)
         self.analyse(Audio(noise, 22050, content_hash=""))
 
+    def _copies_of(self, y: np.ndarray) -> list[int]:
+        """Library rows the upload (16 kHz samples) is a copy of, best first: by fingerprint, then
+        every other library copy of those tracks' audio."""
+        rows = self.copies.query(query_prints(y))
+        return list(dict.fromkeys(r for row in rows for r in [row, *self._by_hash[self.tracks[row].content_hash]]))
+
     def analyse(self, audio: Audio) -> Analysis:
         y = resample(audio.samples, audio.sample_rate)
+        # The chromagram and the fingerprint are computed on another core, beside the network pass.
         chroma = self._chroma_pool.submit(chromagram, y) if self.features != "embedding" else None
+        copies = self._chroma_pool.submit(self._copies_of, y)
         probs, embedding = self.classifier.analyse(y)
         order = np.argsort(-probs, kind="stable")
         genres = [self.classifier.genres[i] for i in order]
-        same = self._by_hash.get(audio.content_hash, [])
+        same = list(dict.fromkeys(self._by_hash.get(audio.content_hash, []) + copies.result()))
         query = self.scaler.transform(self._blocks(lambda: chroma_summary(chroma.result()), lambda: embedding))
         picks = self.index.query(query[0], genres, exclude=same)
         return Analysis(
