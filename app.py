@@ -140,7 +140,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             genre=analysis.genre,
             probabilities=analysis.probabilities,
             recommendations=[{"id": r.track.id, "genre": r.track.genre, "distance": r.distance,
-                              "similarity": r.similarity, "audio_url": url_for("library_audio", track_id=r.track.id)}
+                              "similarity": r.similarity, "why": r.why,
+                              "audio_url": url_for("library_audio", track_id=r.track.id)}
                              for r in analysis.recommendations],
             match=None if analysis.match is None else {"id": analysis.match.id, "genre": analysis.match.genre},
             duration_s=analysis.duration_s,

@@ -13,6 +13,7 @@ import numpy as np
 from model.audio import Audio, resample
 from model.classifier import GenreClassifier
 from model.embeddings import patch_embeddings
+from model.explain import reasons
 from model.features import chromagram
 from model.fingerprint import FingerprintIndex, fingerprint, query_prints
 from model.params import MAX_PATCHES
@@ -20,7 +21,9 @@ from model.recommender import GenreKnn, SpaceScaler, chroma_summary
 from model.store import Store, StoreError, Track
 from model.weights import BACKBONE_FILE, file_digest
 
-FEATURE_SPACES = ("chroma", "embedding", "mix")
+# The feature spaces each setting searches, in the order of their columns.
+SPACES = {"chroma": ("chroma",), "embedding": ("embedding",), "mix": ("chroma", "embedding")}
+FEATURE_SPACES = tuple(SPACES)
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class Recommendation:
     track: Track
     distance: float     # k-NN distance in the standardised feature space
     similarity: float   # 1 / (1 + distance): 1 for identical features, towards 0 for distant ones
+    why: list[str]      # a few words on why it was picked (model.explain)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,8 @@ class Library:
         blocks = self._blocks(lambda: np.array(summaries), lambda: self._embeddings(Path(weights_dir)))
         self.scaler = SpaceScaler(mix_weights if features == "mix" else None).fit(blocks)
         self.index = GenreKnn(scope=scope).fit(self.scaler.transform(blocks), [t.genre for t in self.tracks])
+        edges = np.cumsum([0] + [np.shape(b)[1] for b in blocks])
+        self._spaces = [(name, slice(a, b)) for name, a, b in zip(SPACES[features], edges[:-1], edges[1:])]
         self.warm_up()
 
     def _embeddings(self, weights_dir: Path) -> np.ndarray:
@@ -80,8 +86,8 @@ class Library:
 
     def _blocks(self, chroma, embedding) -> list[np.ndarray]:
         """The feature spaces in use, each computed (by calling it) only when needed."""
-        spaces = {"chroma": [chroma], "embedding": [embedding], "mix": [chroma, embedding]}[self.features]
-        return [compute() for compute in spaces]
+        compute = {"chroma": chroma, "embedding": embedding}
+        return [compute[name]() for name in SPACES[self.features]]
 
     def warm_up(self) -> None:
         """Run the whole request path once, on 30 s of noise at a rate that needs resampling: the
@@ -106,10 +112,14 @@ class Library:
         same = list(dict.fromkeys(self._by_hash.get(audio.content_hash, []) + copies.result()))
         query = self.scaler.transform(self._blocks(lambda: chroma_summary(chroma.result()), lambda: embedding))
         picks = self.index.query(query[0], genres, exclude=same)
+        # With scope "library" a pick from another genre is no fall-back, so only "same genre" is said.
+        why = reasons(query[0], self.index.X_, self._spaces, [p.index for p in picks],
+                      [self.tracks[p.index].genre for p in picks], genres if self.scope == "genre" else genres[:1],
+                      exclude=same)
         return Analysis(
             genre=genres[0],
             probabilities={g: float(probs[i]) for g, i in zip(genres, order)},
             match=self.tracks[same[0]] if same else None,
-            recommendations=[Recommendation(self.tracks[p.index], p.distance, 1.0 / (1.0 + p.distance))
-                             for p in picks],
+            recommendations=[Recommendation(self.tracks[p.index], p.distance, 1.0 / (1.0 + p.distance), w)
+                             for p, w in zip(picks, why)],
             duration_s=audio.duration_s)
