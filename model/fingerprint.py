@@ -32,11 +32,11 @@ MAX_DF = 31
 # A match: at least MIN_ALIGNED hashes at one offset, and at least MIN_SHARE of the query's.
 MIN_ALIGNED = 20
 MIN_SHARE = 0.05
-MAX_QUERY_S = 60.0   # a longer upload is recognised by its first minute (which a copy shares)
+MAX_QUERY_S = 30.0   # a longer upload is recognised by its first 30 s (which a full copy shares)
 # An upload is fingerprinted at this many offsets within one hop: a trimmed copy's frames fall
-# anywhere between the original's, and peaks a half-frame off lose most pairs (a 12 s excerpt
-# scored 35 aligned hashes at one offset, 454 at another).
-QUERY_PHASES = 4
+# anywhere between the original's, and peaks half a frame off lose most pairs (a 12 s excerpt
+# scored 35 aligned hashes at one offset, 454 at another). Two offsets leave at most a quarter hop.
+QUERY_PHASES = 2
 
 
 @dataclass(frozen=True)
