@@ -104,9 +104,12 @@ def fit_head(x: np.ndarray, y: np.ndarray, weight: np.ndarray, c: float) -> kera
 
     scaler = StandardScaler().fit(x, sample_weight=weight)
     model = LogisticRegression(C=c, max_iter=5000).fit(scaler.transform(x), y, sample_weight=weight)
+    weights, bias = model.coef_, model.intercept_
+    if len(model.classes_) == 2:  # scikit-learn keeps one row for two classes: the second's logit, the first's 0
+        weights, bias = np.vstack([np.zeros_like(weights), weights]), np.r_[0.0, bias]
     coef = np.zeros((len(GENRES), x.shape[1]))
     intercept = np.full(len(GENRES), -1e4)  # a genre absent from training is never predicted
-    coef[model.classes_], intercept[model.classes_] = model.coef_, model.intercept_
+    coef[model.classes_], intercept[model.classes_] = weights, bias
     kernel = (coef / scaler.scale_).T
     head = build_head(x.shape[1])
     head.get_layer("genre").set_weights([kernel.astype(np.float32),
