@@ -134,8 +134,9 @@ def test_the_api_answers_the_documented_json(client, song):
     assert abs(body["duration_s"] - 30.0) < 0.1 and body["match"] is None
     assert len(body["recommendations"]) == 3
     for pick in body["recommendations"]:
-        assert set(pick) >= {"id", "genre", "distance", "audio_url"}
+        assert set(pick) >= {"id", "genre", "distance", "why", "audio_url"}
         assert pick["audio_url"] == f"/audio/{pick['id']}" and pick["distance"] > 0
+        assert (f"same genre ({body['genre']})" in pick["why"]) == (pick["genre"] == body["genre"])
         audio = client.get(pick["audio_url"])
         assert audio.status_code == 200 and audio.mimetype.startswith("audio/")
         assert sf.info(io.BytesIO(audio.data)).duration > 1
