@@ -120,7 +120,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             "probabilities": analysis.probabilities,
             "recommendations": [{"id": r.track.id, "genre": r.track.genre, "distance": r.distance,
                                  "similarity": r.similarity, "duration_s": r.track.duration_s,
-                                 "why": list(getattr(r, "why", [])),
+                                 "why": list(r.why),
                                  "audio_url": url_for("library_audio", track_id=r.track.id)}
                                 for r in analysis.recommendations],
             "match": None if analysis.match is None else {"id": analysis.match.id, "genre": analysis.match.genre},

@@ -1,38 +1,83 @@
-"""The genre classifier: the MusiCNN backbone, and a softmax head over GTZAN's genres on its embedding."""
+"""The genre classifier: MusiCNN backbones, and a calibrated softmax head over GTZAN's genres on their
+pooled features, summarised over a track's patches."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
+from keras import ops
 
 from model.features import log_mel_patches
-from model.musicnn import EMBEDDING_DIM, build_musicnn
+from model.musicnn import EMBEDDING_DIM, POOLED_DIM, build_musicnn
 from model.params import GENRES, MAX_PATCHES, N_MELS, PATCH_FRAMES, SAMPLE_RATE, feature_params
-from model.weights import BACKBONE_FILE, DEFAULT_WEIGHTS_DIR, HEAD_FILE, HEAD_INFO_FILE
+from model.weights import BACKBONE_CHECKPOINTS, DEFAULT_WEIGHTS_DIR, HEAD_FILE, HEAD_INFO_FILE, backbone_file
 
 
 class WeightsError(RuntimeError):
     """Weights that are missing, or that do not fit this version's parameters."""
 
 
-def build_head(n_genres: int = len(GENRES), dropout: float = 0.3) -> keras.Model:
-    """Softmax over genres from one patch's embedding. The first layer standardises the
-    embedding with statistics fitted on the training set (`adapt`)."""
-    x = keras.Input((EMBEDDING_DIM,), name="embedding")
-    h = keras.layers.Normalization(name="standardise")(x)
-    h = keras.layers.Dropout(dropout, name="dropout")(h)
-    probs = keras.layers.Dense(n_genres, activation="softmax", name="genre",
-                               kernel_regularizer=keras.regularizers.L2(1e-3))(h)
-    return keras.Model(x, probs, name="genre_head")
+LAYERS = {"pooled": POOLED_DIM, "embedding": EMBEDDING_DIM}
+SUMMARIES = ("mean", "std")
 
 
-def load_backbone(weights_dir: Path = DEFAULT_WEIGHTS_DIR) -> keras.Model:
-    path = Path(weights_dir) / BACKBONE_FILE
+@dataclass(frozen=True)
+class HeadInput:
+    """What the head reads: the `layer` of each backbone in `backbones`, per patch, joined, then
+    summarised over a track's patches by each of `summaries`; a clip shorter than a patch is looped
+    (`loop_short`) or zero-padded to fill it. The head's json records it, so a head is only ever fed
+    what it was trained on."""
+    backbones: tuple[str, ...] = ("msd",)
+    layer: str = "embedding"
+    summaries: tuple[str, ...] = ("mean", "std")
+    loop_short: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [b for b in self.backbones if b not in BACKBONE_CHECKPOINTS]
+        if unknown or not self.backbones or self.layer not in LAYERS or not set(self.summaries) <= set(SUMMARIES) \
+                or not self.summaries:
+            raise WeightsError(f"a head input this version cannot compute: backbones {list(self.backbones)}, "
+                               f"layer {self.layer!r}, summaries {list(self.summaries)} (known: backbones "
+                               f"{sorted(BACKBONE_CHECKPOINTS)}, layers {sorted(LAYERS)}, summaries {list(SUMMARIES)})")
+
+    @property
+    def dim(self) -> int:
+        return len(self.backbones) * LAYERS[self.layer] * len(self.summaries)
+
+    def to_json(self) -> dict:
+        return {"backbones": list(self.backbones), "layer": self.layer, "summaries": list(self.summaries),
+                "loop_short": self.loop_short}
+
+    @classmethod
+    def from_json(cls, info: dict) -> "HeadInput":
+        try:
+            return cls(tuple(info["backbones"]), info["layer"], tuple(info["summaries"]), bool(info["loop_short"]))
+        except (KeyError, TypeError) as error:
+            raise WeightsError(f"a head input this version cannot read: {info} (missing {error})") from error
+
+
+def summarise(patch_features, summaries: tuple[str, ...]):
+    """(n, d) per-patch features -> (len(summaries) * d,): the statistics over the patches (numpy or
+    tensors alike, so training and the service's graph compute the same thing)."""
+    stats = {"mean": lambda x: ops.mean(x, axis=0), "std": lambda x: ops.std(x, axis=0)}
+    return ops.concatenate([stats[s](patch_features) for s in summaries], axis=-1)
+
+
+def build_head(dim: int, n_genres: int = len(GENRES)) -> keras.Model:
+    """Genre logits from a track's summarised features: one linear layer (a standardised logistic
+    regression, with the standardisation folded into its weights, see `model.train`)."""
+    x = keras.Input((dim,), name="features")
+    return keras.Model(x, keras.layers.Dense(n_genres, name="genre")(x), name="genre_head")
+
+
+def load_backbone(weights_dir: Path = DEFAULT_WEIGHTS_DIR, name: str = "msd") -> keras.Model:
+    path = Path(weights_dir) / backbone_file(name)
     if not path.exists():
         raise WeightsError(f"no MusiCNN weights at {path}: see the README (python -m model.convert)")
-    backbone = build_musicnn()
+    backbone = build_musicnn(name=BACKBONE_CHECKPOINTS[name].lower())
     backbone.load_weights(path)
     return backbone
 
@@ -48,20 +93,25 @@ def _single_threaded_blas() -> None:
 
 
 class GenreClassifier:
-    """Track-level genre probabilities (the mean over patches) and embeddings, from a log-mel."""
+    """Track-level genre probabilities and the recommender's embedding (the MSD backbone's mean
+    200-d embedding), from a log-mel's patches."""
 
-    def __init__(self, backbone: keras.Model, head: keras.Model, genres: tuple[str, ...] = GENRES) -> None:
+    def __init__(self, backbones: dict[str, keras.Model], head: keras.Model, head_input: HeadInput = HeadInput(),
+                 temperature: float = 1.0, genres: tuple[str, ...] = GENRES) -> None:
         import tensorflow as tf
 
-        self.backbone, self.head, self.genres = backbone, head, tuple(genres)
+        self.backbones, self.head, self.head_input = backbones, head, head_input
+        self.temperature, self.genres = float(temperature), tuple(genres)
         _single_threaded_blas()
 
         # One traced graph for any number of patches: no per-call retracing, and none of
         # predict()'s per-call overhead.
         @tf.function(input_signature=[tf.TensorSpec((None, PATCH_FRAMES, N_MELS), tf.float32)])
         def run(batch):
-            embedding = backbone(batch, training=False)["embedding"]
-            return head(embedding, training=False), embedding
+            outputs = {name: backbones[name](batch, training=False) for name in backbones}
+            features = tf.concat([outputs[b][head_input.layer] for b in head_input.backbones], axis=-1)
+            logits = head(summarise(features, head_input.summaries)[None], training=False)[0]
+            return tf.nn.softmax(logits / self.temperature), outputs["msd"]["embedding"]
 
         self._run = run
 
@@ -79,12 +129,23 @@ class GenreClassifier:
         if any(recorded.get(k) != v for k, v in feature_params().items()):
             raise WeightsError(f"the head in {weights_dir} was trained on other feature parameters "
                                f"({recorded}): retrain it with python -m model.train")
-        head = build_head(len(GENRES))
-        head.load_weights(head_path)
-        return cls(load_backbone(weights_dir), head)
+        if "input" not in info:
+            raise WeightsError(f"the head in {weights_dir} does not say what it reads (an older head): "
+                               f"retrain it with python -m model.train")
+        head_input = HeadInput.from_json(info["input"])
+        head = build_head(head_input.dim)
+        try:
+            head.load_weights(head_path)
+        except ValueError as error:
+            raise WeightsError(f"the head in {weights_dir} does not fit its recorded input "
+                               f"{head_input.to_json()}: {error}") from error
+        # The MSD backbone also gives the recommender's embedding.
+        backbones = {name: load_backbone(weights_dir, name) for name in dict.fromkeys(("msd",) + head_input.backbones)}
+        return cls(backbones, head, head_input, info.get("temperature", 1.0))
 
     def analyse_patches(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-patch genre probabilities (n, genres) and embeddings (n, EMBEDDING_DIM)."""
+        """The genre probabilities (genres,) of a track made of these patches, and their MSD
+        embeddings (n, EMBEDDING_DIM)."""
         probs, embedding = self._run(np.asarray(batch, dtype=np.float32))
         return probs.numpy(), embedding.numpy()
 
@@ -93,9 +154,8 @@ class GenreClassifier:
 
         At most `max_patches` patches, spread over the track, are looked at (and only their
         log-mel is computed): a long song costs no more than a 30 s clip."""
-        probs, embedding = self.analyse_patches(log_mel_patches(y, max_patches))
-        mean = probs.mean(axis=0, dtype=np.float64)
-        return (mean / mean.sum()).astype(np.float32), embedding.mean(axis=0)
+        probs, embedding = self.analyse_patches(log_mel_patches(y, max_patches, loop=self.head_input.loop_short))
+        return (probs / probs.sum()).astype(np.float32), embedding.mean(axis=0)
 
     def warm_up(self) -> None:
         """Trace and run the graph once at its largest batch, so the first request is not the slow one."""

@@ -1,7 +1,7 @@
-"""Convert the `MSD_musicnn` TF1 checkpoint of the musicnn 0.1.0 wheel into `weights/`.
+"""Convert the `MSD_musicnn` and `MTT_musicnn` TF1 checkpoints of the musicnn 0.1.0 wheel into `weights/`.
 
     pip download --no-deps musicnn==0.1.0 -d /tmp/musicnn && unzip -o /tmp/musicnn/*.whl -d /tmp/musicnn
-    python -m model.convert /tmp/musicnn/musicnn/MSD_musicnn
+    python -m model.convert /tmp/musicnn/musicnn/MSD_musicnn /tmp/musicnn/musicnn/MTT_musicnn
 
 Only the checkpoint's variables are read (with TensorFlow's checkpoint reader); none of the
 wheel's TF1 code runs. The wheel's ISC licence is copied beside the weights.
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from model.musicnn import build_musicnn
-from model.weights import BACKBONE_FILE, LICENCE_FILE, atomic_save_weights
+from model.weights import BACKBONE_CHECKPOINTS, LICENCE_FILE, atomic_save_weights, backbone_file
 
 _BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
 
@@ -30,8 +30,11 @@ def read_checkpoint(checkpoint_dir: Path) -> dict[str, np.ndarray]:
 
 def convert(checkpoint_dir: Path, weights_dir: Path) -> Path:
     """Load the checkpoint into the Keras port and save its weights; returns the weights path."""
+    names = {checkpoint: name for name, checkpoint in BACKBONE_CHECKPOINTS.items()}
+    if checkpoint_dir.name not in names:
+        raise ValueError(f"{checkpoint_dir} is none of the ported checkpoints {sorted(names)}")
     variables = read_checkpoint(checkpoint_dir)
-    model = build_musicnn()
+    model = build_musicnn(name=checkpoint_dir.name.lower())
     for layer in model.layers:
         if not layer.weights:
             continue
@@ -43,7 +46,7 @@ def convert(checkpoint_dir: Path, weights_dir: Path) -> Path:
             values = [kernel.reshape(layer.kernel.shape), variables[f"{layer.name}/bias"]]
         layer.set_weights(values)
     weights_dir.mkdir(parents=True, exist_ok=True)
-    target = weights_dir / BACKBONE_FILE
+    target = weights_dir / backbone_file(names[checkpoint_dir.name])
     atomic_save_weights(model, target)
     licence = checkpoint_dir.parent.parent / "musicnn-0.1.0.dist-info" / "LICENSE.md"
     if licence.exists():
@@ -53,10 +56,12 @@ def convert(checkpoint_dir: Path, weights_dir: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint_dir", type=Path, help="the wheel's musicnn/MSD_musicnn folder")
+    parser.add_argument("checkpoint_dirs", type=Path, nargs="+",
+                        help="the wheel's musicnn/MSD_musicnn and/or musicnn/MTT_musicnn folders")
     parser.add_argument("--weights", type=Path, default=Path("weights"), help="output folder (default: weights)")
     args = parser.parse_args(argv)
-    print(f"wrote {convert(args.checkpoint_dir, args.weights)}")
+    for checkpoint_dir in args.checkpoint_dirs:
+        print(f"wrote {convert(checkpoint_dir, args.weights)}")
 
 
 if __name__ == "__main__":

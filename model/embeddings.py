@@ -1,13 +1,16 @@
-"""MusiCNN embeddings of a store's tracks, computed from the stored log-mels and cached on disk.
+"""MusiCNN outputs (a layer's per-patch features) of a store's tracks, computed from the stored
+log-mels and cached on disk.
 
-The cache is keyed by the backbone's weights digest, the patch selection and each track's
-content hash, so changed weights or tracks are recomputed, never silently reused."""
+The cache is keyed by the backbone's weights digest, the layer, the patch selection and each
+track's content hash, so changed weights or tracks are recomputed, never silently reused."""
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 
 from model.atomic import atomic_write
-from model.features import patches
+from model.features import patches, short_crops
 from model.progress import Progress
 from model.store import Store, Track
 
@@ -15,17 +18,26 @@ CACHE_DIR = "embeddings"
 _BATCH = 64
 
 
-def _cache_name(backbone_digest: str, max_patches: int | None) -> str:
-    return f"{backbone_digest}-{'all' if max_patches is None else f'max{max_patches}'}.npz"
+def _cache_name(backbone_digest: str, max_patches: int | None, layer: str, crops: bool, loop: bool) -> str:
+    selection = "crops" if crops else "all" if max_patches is None else f"max{max_patches}"
+    return f"{backbone_digest}{'' if layer == 'embedding' else '-' + layer}-{selection}{'-loop' if loop else ''}.npz"
+
+
+def crop_seed(track: Track) -> int:
+    """A track's own seed for its short crops: the same crops whatever else the store holds."""
+    return zlib.crc32(f"{track.id}:{track.content_hash}".encode())
 
 
 def patch_embeddings(store: Store, tracks: list[Track], embed, backbone_digest: str,
-                     max_patches: int | None, progress: bool = True) -> list[np.ndarray]:
-    """Per-track arrays (n_patches, dim) of patch embeddings.
+                     max_patches: int | None, progress: bool = True, layer: str = "embedding",
+                     crops: bool = False, loop: bool = False) -> list[np.ndarray]:
+    """Per-track arrays (n_patches, dim) of a layer's per-patch outputs (`layer` names it in the cache).
 
-    `embed` maps a (n, frames, mels) batch to (n, dim) embeddings; `max_patches` is as in
-    `model.features.patches` (None: every consecutive patch, as for training)."""
-    path = store.root / CACHE_DIR / _cache_name(backbone_digest, max_patches)
+    `embed` maps a (n, frames, mels) batch to (n, dim) outputs; `max_patches` is as in
+    `model.features.patches` (None: every consecutive patch, as for training); `crops` takes
+    `model.features.short_crops` of every consecutive patch instead; `loop` fills short clips as
+    `model.features.fill_patch` does."""
+    path = store.root / CACHE_DIR / _cache_name(backbone_digest, max_patches, layer, crops, loop)
     cached: dict[tuple[str, str], np.ndarray] = {}
     if path.exists():
         with np.load(path) as npz:
@@ -36,7 +48,8 @@ def patch_embeddings(store: Store, tracks: list[Track], embed, backbone_digest: 
     if todo:
         bar = Progress(len(todo), label="embeddings") if progress else None
         for track in todo:
-            batch = patches(store.load(track)["mel"], max_patches)
+            mel = store.load(track)["mel"]
+            batch = short_crops(mel, crop_seed(track), loop) if crops else patches(mel, max_patches, loop)
             cached[(track.id, track.content_hash)] = np.concatenate(
                 [embed(batch[i:i + _BATCH]) for i in range(0, len(batch), _BATCH)])
             if bar:

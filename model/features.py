@@ -15,7 +15,7 @@ import numpy as np
 from model import numba_cache
 from model.params import (
     CHROMA_HOP, CHROMA_N_FFT, HOP_LENGTH, LOG_MEL_SCALE, MAX_PATCHES, N_CHROMA, N_FFT, N_MELS, PATCH_FRAMES,
-    SAMPLE_RATE,
+    SAMPLE_RATE, SHORT_CROP_S,
 )
 
 
@@ -94,27 +94,46 @@ def patch_starts(n_frames: int, max_patches: int | None = None) -> np.ndarray:
     return np.round(np.linspace(0, n_frames - PATCH_FRAMES, max_patches)).astype(int)
 
 
-def patches(mel: np.ndarray, max_patches: int | None = None) -> np.ndarray:
+def fill_patch(mel: np.ndarray, loop: bool = False) -> np.ndarray:
+    """A log-mel shorter than a patch, made one patch long: zero-padded at its end (zero is silence
+    in this log scale; the musicnn wheel does this), or with `loop` repeated from its start, which
+    the genre head serves better (a 2-3 s clip then looks like music throughout, not partly silence)."""
+    if len(mel) >= PATCH_FRAMES:
+        return mel
+    if loop:
+        return np.tile(mel, (-(-PATCH_FRAMES // len(mel)), 1))[:PATCH_FRAMES]
+    return np.pad(mel, ((0, PATCH_FRAMES - len(mel)), (0, 0)))
+
+
+def patches(mel: np.ndarray, max_patches: int | None = None, loop: bool = False) -> np.ndarray:
     """Cut a (frames, N_MELS) log-mel into (n, PATCH_FRAMES, N_MELS) patches.
 
-    A clip shorter than one patch is zero-padded at its end (zero is silence in this log scale)."""
+    A clip shorter than one patch is one patch, filled as `fill_patch(mel, loop)` does."""
     if mel.ndim != 2 or mel.shape[1] != N_MELS:
         raise ValueError(f"expected a (frames, {N_MELS}) log-mel, got shape {mel.shape}")
-    if len(mel) < PATCH_FRAMES:
-        mel = np.pad(mel, ((0, PATCH_FRAMES - len(mel)), (0, 0)))
+    mel = fill_patch(mel, loop)
     starts = patch_starts(len(mel), max_patches)
     return np.stack([mel[s:s + PATCH_FRAMES] for s in starts]).astype(np.float32, copy=False)
 
 
-def log_mel_patches(y: np.ndarray, max_patches: int | None = MAX_PATCHES, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """`patches(log_mel(y), max_patches)`, computing only the frames those patches cover: a long
-    song's prediction then costs no more spectrogram than a 30 s clip's."""
+def short_crops(mel: np.ndarray, seed: int, loop: bool = False) -> np.ndarray:
+    """Every consecutive patch of a log-mel, each cut to a random length in SHORT_CROP_S and filled
+    as `fill_patch` does: what a 2-3 s upload looks like to the network."""
+    lengths = np.random.default_rng(seed).integers(*(round(s * SAMPLE_RATE / HOP_LENGTH) for s in SHORT_CROP_S),
+                                                   endpoint=True, size=len(patch_starts(len(mel))))
+    return np.stack([fill_patch(patch[:length], loop) for patch, length in zip(patches(mel), lengths)])
+
+
+def log_mel_patches(y: np.ndarray, max_patches: int | None = MAX_PATCHES, sr: int = SAMPLE_RATE,
+                    loop: bool = False) -> np.ndarray:
+    """`patches(log_mel(y), max_patches, loop)`, computing only the frames those patches cover: a
+    long song's prediction then costs no more spectrogram than a 30 s clip's."""
     _check_rate(sr)
     warm_up()
     y = np.asarray(y, dtype=np.float32)
     n_frames = 1 + len(y) // HOP_LENGTH
     if n_frames <= PATCH_FRAMES:
-        return patches(log_mel(y, sr), max_patches)
+        return patches(log_mel(y, sr), max_patches, loop)
     starts = patch_starts(n_frames, max_patches)
     return _log_mel(np.stack(_frame_segments(y, N_FFT, HOP_LENGTH, starts, PATCH_FRAMES)), center=False)
 

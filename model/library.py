@@ -1,6 +1,6 @@
 """The service's state: a store, the classifier and the k-NN index over the store, built once.
 
-`Library.analyse` is all a request does: features, one network pass, one index query.
+`Library.analyse` is all a request does: features, one network pass, one index query, one fingerprint query.
 """
 from __future__ import annotations
 
@@ -13,13 +13,17 @@ import numpy as np
 from model.audio import Audio, resample
 from model.classifier import GenreClassifier
 from model.embeddings import patch_embeddings
+from model.explain import reasons
 from model.features import chromagram
+from model.fingerprint import FingerprintIndex, fingerprint, query_prints
 from model.params import MAX_PATCHES
 from model.recommender import GenreKnn, SpaceScaler, chroma_summary
 from model.store import Store, StoreError, Track
 from model.weights import BACKBONE_FILE, file_digest
 
-FEATURE_SPACES = ("chroma", "embedding", "mix")
+# The feature spaces each setting searches, in the order of their columns.
+SPACES = {"chroma": ("chroma",), "embedding": ("embedding",), "mix": ("chroma", "embedding")}
+FEATURE_SPACES = tuple(SPACES)
 
 
 @dataclass(frozen=True)
@@ -27,13 +31,15 @@ class Recommendation:
     track: Track
     distance: float     # k-NN distance in the standardised feature space
     similarity: float   # 1 / (1 + distance): 1 for identical features, towards 0 for distant ones
+    why: list[str]      # a few words on why it was picked (model.explain)
 
 
 @dataclass(frozen=True)
 class Analysis:
     genre: str
     probabilities: dict[str, float]         # every genre, most probable first
-    match: Track | None                     # the library track whose decoded audio the upload is
+    match: Track | None                     # the library track the upload is a copy of (same audio, or a
+                                            # lossy, re-sampled or trimmed copy: model.fingerprint)
     recommendations: list[Recommendation]   # never `match`, nor another library copy of the same audio
     duration_s: float
     truncated: bool                         # the file broke off: what decoded of it was analysed
@@ -58,23 +64,31 @@ class Library:
         self._by_hash: dict[str, list[int]] = {}
         for row, track in enumerate(self.tracks):
             self._by_hash.setdefault(track.content_hash, []).append(row)
-        blocks = self._blocks(
-            lambda: np.array([chroma_summary(store.load(t)["chroma"]) for t in self.tracks]),
-            lambda: self._embeddings(Path(weights_dir)))
+        # Each track's stored features are read once, for its chroma summary and its fingerprint.
+        summaries, fingerprints = [], []
+        for track in self.tracks:
+            stored = store.load(track)
+            summaries.append(chroma_summary(stored["chroma"]))
+            fingerprints.append(fingerprint(stored["mel"]))
+        self.copies = FingerprintIndex().fit(fingerprints)
+        blocks = self._blocks(lambda: np.array(summaries), lambda: self._embeddings(Path(weights_dir)))
         self.scaler = SpaceScaler(mix_weights if features == "mix" else None).fit(blocks)
         self.index = GenreKnn(scope=scope).fit(self.scaler.transform(blocks), [t.genre for t in self.tracks])
+        edges = np.cumsum([0] + [np.shape(b)[1] for b in blocks])
+        self._spaces = [(name, slice(a, b)) for name, a, b in zip(SPACES[features], edges[:-1], edges[1:])]
         self.warm_up()
 
     def _embeddings(self, weights_dir: Path) -> np.ndarray:
         # The mean over the same patches that `GenreClassifier.analyse` looks at in a request.
         per_track = patch_embeddings(self.store, self.tracks, lambda batch: self.classifier.analyse_patches(batch)[1],
-                                     file_digest(weights_dir / BACKBONE_FILE), MAX_PATCHES)
+                                     file_digest(weights_dir / BACKBONE_FILE), MAX_PATCHES,
+                                     loop=self.classifier.head_input.loop_short)
         return np.array([e.mean(axis=0) for e in per_track])
 
     def _blocks(self, chroma, embedding) -> list[np.ndarray]:
         """The feature spaces in use, each computed (by calling it) only when needed."""
-        spaces = {"chroma": [chroma], "embedding": [embedding], "mix": [chroma, embedding]}[self.features]
-        return [compute() for compute in spaces]
+        compute = {"chroma": chroma, "embedding": embedding}
+        return [compute[name]() for name in SPACES[self.features]]
 
     def warm_up(self) -> None:
         """Run the whole request path once, on 30 s of noise at a rate that needs resampling: the
@@ -82,20 +96,32 @@ class Library:
         noise = np.random.default_rng(0).uniform(-0.5, 0.5, 30 * 22050).astype(np.float32)
         self.analyse(Audio(noise, 22050, content_hash=""))
 
+    def _copies_of(self, y: np.ndarray) -> list[int]:
+        """Library rows the upload (16 kHz samples) is a copy of, best first: by fingerprint, then
+        every other library copy of those tracks' audio."""
+        rows = self.copies.query(query_prints(y))
+        return list(dict.fromkeys(r for row in rows for r in [row, *self._by_hash[self.tracks[row].content_hash]]))
+
     def analyse(self, audio: Audio) -> Analysis:
         y = resample(audio.samples, audio.sample_rate)
+        # The chromagram and the fingerprint are computed on another core, beside the network pass.
         chroma = self._chroma_pool.submit(chromagram, y) if self.features != "embedding" else None
+        copies = self._chroma_pool.submit(self._copies_of, y)
         probs, embedding = self.classifier.analyse(y)
         order = np.argsort(-probs, kind="stable")
         genres = [self.classifier.genres[i] for i in order]
-        same = self._by_hash.get(audio.content_hash, [])
+        same = list(dict.fromkeys(self._by_hash.get(audio.content_hash, []) + copies.result()))
         query = self.scaler.transform(self._blocks(lambda: chroma_summary(chroma.result()), lambda: embedding))
         picks = self.index.query(query[0], genres, exclude=same)
+        # With scope "library" a pick from another genre is no fall-back, so only "same genre" is said.
+        why = reasons(query[0], self.index.X_, self._spaces, [p.index for p in picks],
+                      [self.tracks[p.index].genre for p in picks], genres if self.scope == "genre" else genres[:1],
+                      exclude=same)
         return Analysis(
             genre=genres[0],
             probabilities={g: float(probs[i]) for g, i in zip(genres, order)},
             match=self.tracks[same[0]] if same else None,
-            recommendations=[Recommendation(self.tracks[p.index], p.distance, 1.0 / (1.0 + p.distance))
-                             for p in picks],
+            recommendations=[Recommendation(self.tracks[p.index], p.distance, 1.0 / (1.0 + p.distance), w)
+                             for p, w in zip(picks, why)],
             duration_s=audio.duration_s,
             truncated=audio.truncated)

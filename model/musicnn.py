@@ -1,4 +1,5 @@
-"""MusiCNN (Pons & Serra, 2019) in Keras 3: the `MSD_musicnn` network of the musicnn 0.1.0 wheel.
+"""MusiCNN (Pons & Serra, 2019) in Keras 3: the `MSD_musicnn` and `MTT_musicnn` networks of the
+musicnn 0.1.0 wheel (one architecture, two checkpoints).
 
 Layer for layer the wheel's TF1 graph (musicnn/models.py, `build_musicnn` with 64 mid-end filters
 and 200 back-end units), in inference mode. Layers are named after the checkpoint's variable
@@ -13,6 +14,7 @@ from model.params import N_MELS, PATCH_FRAMES
 
 N_TAGS = 50
 EMBEDDING_DIM = 200
+POOLED_DIM = 2 * 753  # max and mean over time of the 561 front-end and 3 x 64 mid-end features
 # TF1's tf.compat.v1.layers.batch_normalization default.
 _BN_EPSILON = 1e-3
 
@@ -30,9 +32,10 @@ def _pad_time(x, before: int, after: int):
     return ops.pad(x, [[0, 0], [before, after]] + [[0, 0]] * (len(x.shape) - 2))
 
 
-def build_musicnn(patch_frames: int = PATCH_FRAMES, n_mels: int = N_MELS) -> keras.Model:
-    """MusiCNN from log-mel patches (batch, frames, mels) to a dict of
-    `tags` (50 MSD tag probabilities) and `embedding` (the 200-d penultimate layer, after ReLU)."""
+def build_musicnn(patch_frames: int = PATCH_FRAMES, n_mels: int = N_MELS, name: str = "msd_musicnn") -> keras.Model:
+    """MusiCNN from log-mel patches (batch, frames, mels) to a dict of `tags` (50 tag
+    probabilities), `embedding` (the 200-d penultimate layer, after ReLU) and `pooled` (the
+    POOLED_DIM max and mean over time that the penultimate layer reads, before its batch norm)."""
     x = keras.Input((patch_frames, n_mels), name="log_mel")
     h = _bn("batch_normalization")(ops.expand_dims(x, -1))
 
@@ -62,8 +65,7 @@ def build_musicnn(patch_frames: int = PATCH_FRAMES, n_mels: int = N_MELS) -> ker
     # Back-end: max and mean over time, interleaved per feature as TF1 flattens (753, 2).
     pooled = ops.stack([ops.max(features, axis=1), ops.mean(features, axis=1)], axis=-1)
     pooled = layers.Flatten()(pooled)
-    pooled = _bn("batch_normalization_9")(pooled)
-    embedding = layers.Dense(EMBEDDING_DIM, activation="relu", name="dense")(pooled)
+    embedding = layers.Dense(EMBEDDING_DIM, activation="relu", name="dense")(_bn("batch_normalization_9")(pooled))
     logits = layers.Dense(N_TAGS, name="dense_1")(_bn("batch_normalization_10")(embedding))
     tags = layers.Activation("sigmoid", name="tags")(logits)
-    return keras.Model(x, {"tags": tags, "embedding": embedding}, name="msd_musicnn")
+    return keras.Model(x, {"tags": tags, "embedding": embedding, "pooled": pooled}, name=name)

@@ -26,6 +26,7 @@ N_CHROMA = 12
 
 MIN_DURATION_S = 1.0         # shorter uploads or library files are rejected
 MAX_PATCHES = 5              # patches per track at prediction, spread over it: bounds the cost of long songs
+SHORT_CROP_S = (2.0, 3.0)    # the short uploads served: training crops of long tracks are cut to this range
 
 # What decoding accepts (model.audio): checked on the header, before anything is read, so that no
 # upload can make a worker decode or resample without bound (issue 6).

@@ -9,10 +9,17 @@ import keras
 from model.atomic import atomic_write
 from model.settings import DEFAULT_WEIGHTS_DIR  # noqa: F401  (where the shipped weights live)
 
-BACKBONE_FILE = "msd_musicnn.weights.h5"
+# The musicnn wheel's checkpoints that are ported, by the short name heads refer to them by.
+BACKBONE_CHECKPOINTS = {"msd": "MSD_musicnn", "mtt": "MTT_musicnn"}
+BACKBONE_FILE = "msd_musicnn.weights.h5"  # the backbone whose embedding the recommender uses
 HEAD_FILE = "genre_head.weights.h5"
 HEAD_INFO_FILE = "genre_head.json"
 LICENCE_FILE = "LICENSE-musicnn.md"
+
+
+def backbone_file(name: str) -> str:
+    """Weights file of the backbone `name` (a key of BACKBONE_CHECKPOINTS)."""
+    return f"{BACKBONE_CHECKPOINTS[name].lower()}.weights.h5"
 
 
 def atomic_save_weights(model: keras.Model, target: Path) -> None:

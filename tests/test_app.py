@@ -135,8 +135,9 @@ def test_the_api_answers_the_documented_json(client, song):
     assert abs(body["duration_s"] - 30.0) < 0.1 and body["match"] is None
     assert len(body["recommendations"]) == 3
     for pick in body["recommendations"]:
-        assert set(pick) >= {"id", "genre", "distance", "audio_url"}
+        assert set(pick) >= {"id", "genre", "distance", "why", "audio_url"}
         assert pick["audio_url"] == f"/audio/{pick['id']}" and pick["distance"] > 0
+        assert (f"same genre ({body['genre']})" in pick["why"]) == (pick["genre"] == body["genre"])
         audio = client.get(pick["audio_url"])
         assert audio.status_code == 200 and audio.mimetype.startswith("audio/")
         assert sf.info(io.BytesIO(audio.data)).duration > 1
@@ -185,7 +186,7 @@ def test_the_api_gives_the_results_url_and_a_page_renders_why_when_given(client,
     body = post(client, "/api/analyze", song).get_json()
     page = client.get(body["result_url"])
     assert page.status_code == 200 and body["recommendations"][0]["id"] in page.get_data(as_text=True)
-    assert all(pick["why"] == [] and pick["duration_s"] > 1 for pick in body["recommendations"])
+    assert all(pick["why"] and pick["duration_s"] > 1 for pick in body["recommendations"])   # each says why
     analyse = model.library.Library.analyse
 
     def with_reasons(self, audio):

@@ -17,8 +17,8 @@ from model.weights import DEFAULT_WEIGHTS_DIR, HEAD_INFO_FILE
 def test_patch_probabilities_are_distributions_over_the_genres(classifier):
     batch = np.random.default_rng(0).uniform(0, 3, size=(4, 187, 96)).astype(np.float32)
     probs, embedding = classifier.analyse_patches(batch)
-    assert probs.shape == (4, len(GENRES)) and embedding.shape == (4, 200)
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert probs.shape == (len(GENRES),) and embedding.shape == (4, 200)
+    assert abs(float(probs.sum()) - 1.0) < 1e-5
     assert classifier.genres == GENRES
 
 
@@ -55,6 +55,27 @@ def test_weights_trained_for_other_parameters_are_refused(tmp_path):
         GenreClassifier.load(weights)
     with pytest.raises(WeightsError, match="no trained genre head"):
         GenreClassifier.load(tmp_path)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda i: i.pop("input"), "does not say what it reads"),
+    (lambda i: i["input"].update(layer="pooled"), "does not fit its recorded input"),
+    (lambda i: i["input"].update(backbones=["msd_big"]), "cannot compute"),
+])
+def test_a_head_whose_recorded_input_does_not_fit_is_refused(tmp_path, change, message):
+    shutil.copytree(DEFAULT_WEIGHTS_DIR, tmp_path / "weights")
+    info = json.loads((tmp_path / "weights" / HEAD_INFO_FILE).read_text())
+    change(info)
+    (tmp_path / "weights" / HEAD_INFO_FILE).write_text(json.dumps(info))
+    with pytest.raises(WeightsError, match=message):
+        GenreClassifier.load(tmp_path / "weights")
+
+
+def test_shipped_head_is_calibrated_by_its_temperature():
+    info = json.loads((DEFAULT_WEIGHTS_DIR / HEAD_INFO_FILE).read_text())
+    assert 0.2 < info["temperature"] < 5
+    before, after = info["held_out_ece_before_calibration"]["all"], info["held_out"]["all"]["ece"]
+    assert after <= before + 1e-9
 
 
 def test_shipped_weights_classify_the_shared_full_clips(classifier, shared_gtzan):

@@ -72,3 +72,11 @@ def test_long_signals_are_computed_in_blocks_with_the_same_frames():
     assert chroma.shape == (N_CHROMA, 1 + len(y) // CHROMA_HOP) and np.all(np.isfinite(chroma))
     # Each frame is normalised to a peak of 1, as librosa's chroma_stft does.
     np.testing.assert_allclose(chroma.max(axis=0), 1.0, atol=1e-5)
+
+
+def test_a_short_clip_is_zero_padded_or_looped_to_one_patch():
+    mel = np.arange(100 * 96, dtype=np.float32).reshape(100, 96)
+    zero, loop = patches(mel), patches(mel, loop=True)
+    assert zero.shape == loop.shape == (1, 187, 96)
+    assert np.array_equal(zero[0, :100], mel) and not zero[0, 100:].any()
+    assert np.array_equal(loop[0, :100], mel) and np.array_equal(loop[0, 100:], mel[:87])

@@ -1,35 +1,38 @@
-"""The Keras port against golden outputs of the wheel's original TF1 graph (tests/golden/make_golden.py)."""
+"""The Keras port of both checkpoints (MSD, MTT) against golden outputs of the wheel's original TF1
+graphs (tests/golden/make_golden.py)."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import write_audio
-from golden.make_golden import SYNTHETIC, SYNTHETIC_RATE, synthetic_pcm
+from golden.make_golden import SYNTHETIC, SYNTHETIC_RATE, golden_path, synthetic_pcm
 from model.audio import decode, resample
+from model.classifier import load_backbone
 from model.features import log_mel, patches
 from model.musicnn import EMBEDDING_DIM, N_TAGS
+from model.weights import BACKBONE_CHECKPOINTS
 
-GOLDEN = json.loads((Path(__file__).parent / "golden" / "musicnn_msd.json").read_text())
+GOLDEN = {name: json.loads(golden_path(name).read_text()) for name in BACKBONE_CHECKPOINTS}
 TOLERANCE = 1e-3
 
 
-@pytest.fixture(scope="module")
-def backbone(classifier):
-    return classifier.backbone
+@pytest.fixture(scope="module", params=sorted(BACKBONE_CHECKPOINTS))
+def backbone(request):
+    return request.param, load_backbone(name=request.param)
 
 
-def outputs(backbone, path: Path) -> tuple[np.ndarray, np.ndarray]:
+def outputs(backbone, path) -> tuple[np.ndarray, np.ndarray]:
     audio = decode(path)
     # Every consecutive patch, as the reference cuts them.
     result = backbone(patches(log_mel(resample(audio.samples, audio.sample_rate))), training=False)
     return result["tags"].numpy().mean(axis=0), result["embedding"].numpy().mean(axis=0)
 
 
-def check(backbone, path: Path, key: str) -> None:
-    tags, embedding = outputs(backbone, path)
-    golden = GOLDEN[key]
+def check(backbone, path, key: str) -> None:
+    name, network = backbone
+    tags, embedding = outputs(network, path)
+    golden = GOLDEN[name][key]
     assert tags.shape == (N_TAGS,) and embedding.shape == (EMBEDDING_DIM,)
     np.testing.assert_allclose(tags, golden["tags"], atol=TOLERANCE, rtol=0)
     # The 200-d embedding's values reach ~10: compare it relative to its scale.
@@ -41,11 +44,18 @@ def test_port_matches_the_original_graph_on_generated_audio(backbone, tmp_path, 
     check(backbone, write_audio(tmp_path / name, synthetic_pcm(name), SYNTHETIC_RATE), f"synthetic/{name}")
 
 
-@pytest.mark.parametrize("key", sorted(k for k in GOLDEN if not k.startswith("synthetic/")))
+@pytest.mark.parametrize("key", sorted(k for k in GOLDEN["msd"] if not k.startswith("synthetic/")))
 def test_port_matches_the_original_graph_on_real_clips(backbone, shared_gtzan, key):
     check(backbone, shared_gtzan / key, key)
 
 
-def test_golden_values_are_not_trivial():
-    tags = np.array([GOLDEN[k]["tags"] for k in GOLDEN])
-    assert tags.shape == (len(GOLDEN), N_TAGS) and tags.max() > 0.3 and np.ptp(tags, axis=0).max() > 0.2
+@pytest.mark.parametrize("name", sorted(BACKBONE_CHECKPOINTS))
+def test_golden_values_are_not_trivial(name):
+    golden = GOLDEN[name]
+    tags = np.array([golden[k]["tags"] for k in golden])
+    assert tags.shape == (len(golden), N_TAGS) and tags.max() > 0.3 and np.ptp(tags, axis=0).max() > 0.2
+
+
+def test_the_two_checkpoints_differ():
+    msd, mtt = (np.array([GOLDEN[name][k]["tags"] for k in sorted(GOLDEN["msd"])]) for name in ("msd", "mtt"))
+    assert np.abs(msd - mtt).max() > 0.1

@@ -1,7 +1,7 @@
-"""Regenerate tests/golden/musicnn_msd.json: MSD-MusiCNN outputs of the wheel's original TF1 graph.
+"""Regenerate tests/golden/musicnn_<backbone>.json: MusiCNN outputs of the wheel's original TF1 graphs.
 
     pip download --no-deps musicnn==0.1.0 -d /tmp/musicnn && unzip -o /tmp/musicnn/*.whl -d /tmp/musicnn
-    python tests/golden/make_golden.py /tmp/musicnn/musicnn
+    python tests/golden/make_golden.py /tmp/musicnn/musicnn [msd|mtt ...]   (default: both)
 
 It runs ../shared/tools/musicnn_reference.py (the oracle) on generated clips (tests/conftest.py's
 `tone`, so the test can regenerate them without the shared data) and on a few shared GTZAN clips.
@@ -9,6 +9,7 @@ It runs ../shared/tools/musicnn_reference.py (the oracle) on generated clips (te
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from conftest import SHARED_GTZAN, tone, write_audio  # noqa: E402
+from model.weights import BACKBONE_CHECKPOINTS  # noqa: E402
 
 # (seconds, seed) of the generated clips: shorter than a patch, a few patches, an odd length.
 SYNTHETIC = {"synth_a.wav": (2.0, 0), "synth_b.wav": (10.0, 1), "synth_c.wav": (7.3, 2)}
@@ -33,8 +35,17 @@ def synthetic_pcm(name: str) -> np.ndarray:
     return (tone(seconds, SYNTHETIC_RATE, seed=seed) * 32767).astype(np.int16)
 
 
+def golden_path(backbone: str) -> Path:
+    return HERE / f"musicnn_{backbone}.json"
+
+
 def main() -> None:
     wheel_dir = sys.argv[1]
+    for backbone in sys.argv[2:] or list(BACKBONE_CHECKPOINTS):
+        make(wheel_dir, backbone)
+
+
+def make(wheel_dir: str, backbone: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "audio"
         for name in SYNTHETIC:
@@ -43,12 +54,13 @@ def main() -> None:
             (root / relative).parent.mkdir(parents=True, exist_ok=True)
             (root / relative).symlink_to(SHARED_GTZAN / relative)
         out = Path(tmp) / "ref.npz"
-        subprocess.run([sys.executable, str(REFERENCE), wheel_dir, str(out), str(root)], check=True)
+        subprocess.run([sys.executable, str(REFERENCE), wheel_dir, str(out), str(root)], check=True,
+                       env={**os.environ, "MUSICNN_MODEL": BACKBONE_CHECKPOINTS[backbone]})
         ref = np.load(out)
         golden = {f"{g}/{n}": {"tags": t.round(7).tolist(), "embedding": e.round(6).tolist()}
                   for g, n, t, e in zip(ref["genre"], ref["name"], ref["tags"], ref["pen"])}
-    (HERE / "musicnn_msd.json").write_text(json.dumps(golden, indent=1) + "\n")
-    print(f"wrote {len(golden)} golden entries")
+    golden_path(backbone).write_text(json.dumps(golden, indent=1) + "\n")
+    print(f"wrote {len(golden)} golden entries to {golden_path(backbone)}")
 
 
 if __name__ == "__main__":

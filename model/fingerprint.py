@@ -1,0 +1,115 @@
+"""Audio fingerprints that recognise a lossy, re-sampled or trimmed copy of a library track.
+
+Landmarks in the style of Wang (2003, "An industrial-strength audio search algorithm"): peaks of
+the log-mel spectrogram (the one the store keeps and the network reads, so a stored track's
+fingerprint needs nothing more than its stored features) are paired with a few later peaks, and
+each pair hashes to (first band, band difference, time difference). A copy shares many hashes with
+the original *at one consistent time offset*; unrelated tracks share only a few, scattered over
+offsets. So the score of a library track is the largest number of hashes that agree on one offset,
+and a match needs both many of them and a fair share of the query's hashes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import maximum_filter
+
+from model.features import log_mel
+from model.params import HOP_LENGTH, N_MELS, SAMPLE_RATE
+
+# Peaks: maxima of a neighbourhood of +-PEAK_FRAMES frames (~0.2 s) and +-PEAK_BANDS mel bands,
+# at least PEAK_FLOOR above the track's median level (log10 units: 10 dB), so silence and noise
+# floors give none.
+PEAK_FRAMES = 12
+PEAK_BANDS = 6
+PEAK_FLOOR = 1.0
+# Pairs: each peak with its FAN_OUT nearest later peaks at most MAX_DT frames (~1 s) later and
+# MAX_DF bands away.
+FAN_OUT = 6
+MAX_DT = 63
+MAX_DF = 31
+# A match: at least MIN_ALIGNED hashes at one offset, and at least MIN_SHARE of the query's.
+MIN_ALIGNED = 20
+MIN_SHARE = 0.05
+MAX_QUERY_S = 30.0   # a longer upload is recognised by its first 30 s (which a full copy shares)
+# An upload is fingerprinted at this many offsets within one hop: a trimmed copy's frames fall
+# anywhere between the original's, and peaks half a frame off lose most pairs (a 12 s excerpt
+# scored 35 aligned hashes at one offset, 454 at another). Two offsets leave at most a quarter hop.
+QUERY_PHASES = 2
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    hashes: np.ndarray   # (n,) uint32
+    times: np.ndarray    # (n,) int32, frame of each pair's first peak
+
+
+def peaks(mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, bands) of the spectral peaks of a (frames, N_MELS) log-mel, in time order."""
+    mel = np.asarray(mel, dtype=np.float32)
+    local_max = maximum_filter(mel, size=(2 * PEAK_FRAMES + 1, 2 * PEAK_BANDS + 1), mode="nearest")
+    frames, bands = np.nonzero((mel == local_max) & (mel > np.median(mel) + PEAK_FLOOR))
+    return frames, bands
+
+
+def fingerprint(mel: np.ndarray) -> Fingerprint:
+    """The landmark hashes of a (frames, N_MELS) log-mel (`model.features.log_mel`)."""
+    if mel.ndim != 2 or mel.shape[1] != N_MELS:
+        raise ValueError(f"expected a (frames, {N_MELS}) log-mel, got shape {mel.shape}")
+    frames, bands = peaks(mel)
+    # Each peak against the next few peaks in time (a window wide enough to hold FAN_OUT that fit
+    # the target zone), keeping the first FAN_OUT that do.
+    later = np.arange(len(frames))[:, None] + np.arange(1, 4 * FAN_OUT + 1)[None, :]
+    inside = later < len(frames)
+    later = np.where(inside, later, 0)
+    dt, df = frames[later] - frames[:, None], bands[later] - bands[:, None]
+    keep = inside & (dt > 0) & (dt <= MAX_DT) & (np.abs(df) <= MAX_DF)
+    keep &= np.cumsum(keep, axis=1) <= FAN_OUT
+    first = np.broadcast_to(np.arange(len(frames))[:, None], keep.shape)[keep]
+    hashes = (bands[first] << 13) | ((df[keep] + MAX_DF) << 6) | dt[keep]
+    return Fingerprint(hashes.astype(np.uint32), frames[first].astype(np.int32))
+
+
+def query_prints(y: np.ndarray) -> list[Fingerprint]:
+    """An upload's fingerprints from its 16 kHz samples: its first MAX_QUERY_S, at QUERY_PHASES offsets."""
+    y = y[:int(MAX_QUERY_S * SAMPLE_RATE)]
+    return [fingerprint(log_mel(y[k * HOP_LENGTH // QUERY_PHASES:])) for k in range(QUERY_PHASES)]
+
+
+class FingerprintIndex:
+    """An inverted index of library fingerprints: `fit` on the library's, `query` with an upload's."""
+
+    def fit(self, fingerprints: list[Fingerprint]) -> "FingerprintIndex":
+        hashes = np.concatenate([f.hashes for f in fingerprints]) if fingerprints else np.zeros(0, np.uint32)
+        rows = np.repeat(np.arange(len(fingerprints)), [len(f.hashes) for f in fingerprints])
+        times = np.concatenate([f.times for f in fingerprints]) if fingerprints else np.zeros(0, np.int32)
+        order = np.argsort(hashes, kind="stable")
+        self.hashes_, self.rows_, self.times_ = hashes[order], rows[order], times[order]
+        self.n_tracks_ = len(fingerprints)
+        return self
+
+    def scores(self, query: Fingerprint) -> np.ndarray:
+        """Per library track, the most query hashes that agree on one time offset."""
+        q_hashes, q_times = query.hashes, query.times
+        lo = np.searchsorted(self.hashes_, q_hashes, side="left")
+        hi = np.searchsorted(self.hashes_, q_hashes, side="right")
+        counts = hi - lo
+        if counts.sum() == 0:
+            return np.zeros(self.n_tracks_, dtype=int)
+        # Every (query hash, library entry) pair with the same hash.
+        entry = np.repeat(lo - np.cumsum(np.r_[0, counts[:-1]]), counts) + np.arange(counts.sum())
+        offsets = self.times_[entry].astype(np.int64) - np.repeat(q_times, counts)
+        rows = self.rows_[entry].astype(np.int64)
+        keys, votes = np.unique(rows * (1 << 32) + (offsets + (1 << 31)), return_counts=True)
+        best = np.zeros(self.n_tracks_, dtype=int)
+        np.maximum.at(best, keys >> 32, votes)
+        return best
+
+    def query(self, prints: list[Fingerprint]) -> list[int]:
+        """Library rows that the query (its fingerprints, as `query_prints` makes them) is a copy of,
+        best first (several where the library holds repeats)."""
+        scores = np.max([self.scores(p) for p in prints], axis=0)
+        needed = max(MIN_ALIGNED, MIN_SHARE * max(len(p.hashes) for p in prints))
+        rows = np.flatnonzero(scores >= needed)
+        return [int(r) for r in rows[np.argsort(-scores[rows], kind="stable")]]

@@ -1,0 +1,57 @@
+"""Copies of library tracks recognised by their landmark fingerprints: lossy re-encodes, another
+sample rate, a trimmed excerpt; never a distinct track."""
+import numpy as np
+import pytest
+import soundfile as sf
+
+from benchmarks.copies import COPIES, mp3_128k
+from conftest import shared_clips, tone
+from model.audio import decode, resample
+from model.features import log_mel
+from model.fingerprint import FingerprintIndex, fingerprint, query_prints
+
+# A few 30 s clips of every genre are the library; others of the same genres are distinct tracks.
+LIBRARY_PER_GENRE, OTHERS_PER_GENRE = 2, 1
+
+
+def prints_of(data: bytes):
+    audio = decode(data)
+    return query_prints(resample(audio.samples, audio.sample_rate))
+
+
+@pytest.fixture(scope="module")
+def clips(shared_gtzan):
+    by_genre: dict[str, list] = {}
+    for path, genre in shared_clips("full_30s"):
+        by_genre.setdefault(genre, []).append(path)
+    library = [p for paths in by_genre.values() for p in paths[:LIBRARY_PER_GENRE]]
+    others = [p for paths in by_genre.values() for p in paths[LIBRARY_PER_GENRE:][:OTHERS_PER_GENRE]]
+    # As preprocess stores them: the log-mel of the decoded 16 kHz samples.
+    index = FingerprintIndex().fit([prints_of(p.read_bytes())[0] for p in library])
+    return library, others, index
+
+
+@pytest.mark.parametrize("copy", sorted(COPIES))
+def test_copies_of_library_tracks_are_recognised_as_that_track_only(clips, copy):
+    library, _, index = clips
+    for row, path in enumerate(library):
+        y, sr = sf.read(path, dtype="float32")
+        data = COPIES[copy](y, sr)
+        if copy.startswith("mp3"):
+            assert abs(len(data) * 8 / (len(y) / sr) / 1000 - 128) < 5   # kb/s
+        assert index.query(prints_of(data)) == [row], (copy, path.name)
+
+
+def test_distinct_tracks_match_nothing(clips):
+    _, others, index = clips
+    for path in others:
+        y, sr = sf.read(path, dtype="float32")
+        assert index.query(prints_of(mp3_128k(y, sr))) == [], path.name
+        assert max(index.scores(p).max() for p in prints_of(path.read_bytes())) < 20
+
+
+def test_generated_audio_gets_hashes_and_silence_none():
+    assert len(fingerprint(log_mel(tone(10.0, 16000))).hashes) > 10   # four steady notes: few peaks
+    assert len(fingerprint(log_mel(np.zeros(16000 * 5, np.float32))).hashes) == 0
+    with pytest.raises(ValueError):
+        fingerprint(np.zeros((100, 12)))
