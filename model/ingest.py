@@ -10,8 +10,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model.audio import AudioError, decode
 from model import numba_cache
+from model.audio import AudioError, decode
 from model.collection import Candidate, discover
 from model.features import track_features, warm_up
 from model.progress import Progress

@@ -64,7 +64,7 @@ class Uploads:
 
     def save(self, data: bytes, extension: str) -> str:
         """Keep `data` under a new random name; returns that name, the upload's id. The oldest
-        uploads beyond `max_kept` are deleted."""
+        uploads beyond `max_kept` files or `max_bytes` bytes are deleted."""
         # The time first, so that names sort in the order of upload where time stamps tie;
         # 64 random bits after it, so that nobody guesses another's upload.
         upload_id = f"{time.time_ns():016x}{secrets.token_hex(8)}{extension}"
