@@ -25,9 +25,9 @@ RUN pip install --no-cache-dir . \
     && chown soundalike /data /app/input_data
 
 USER 10001:10001
-# librosa's numba functions compiled once into the image (model/numba_cache.py keeps the snapshot in
+# librosa's numba functions compiled once into the image (model/audio/numba_cache.py keeps the snapshot in
 # the user's ~/.cache), so that containers start without half a minute of compiling.
-RUN python -c "from model.features import warm_up; warm_up()"
+RUN python -c "from model.audio.features import warm_up; warm_up()"
 VOLUME ["/data", "/app/input_data"]
 EXPOSE 5000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=300s \

@@ -1,9 +1,9 @@
 """Soundalike's web service: the upload page, the JSON API and the audio players' files.
 
-    python app.py                    (what `make run` does: the production server, model/server.py)
+    python app.py                    (what `make run` does: the production server, model/service/server.py)
     flask --app app run              (Flask's development server)
 
-Configuration comes from SOUNDALIKE_* environment variables (model/settings.py), or from the
+Configuration comes from SOUNDALIKE_* environment variables (model/service/settings.py), or from the
 mapping given to `create_app`.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from model.tensorflow_import import import_tensorflow
+from model.network.tensorflow_import import import_tensorflow
 
 import_tensorflow()   # before the modules below load it, so that its start-up chatter stays out of the log
 
@@ -22,15 +22,15 @@ import soundfile as sf  # noqa: E402
 from flask import Flask, Response, g, jsonify, redirect, render_template, request, send_file, url_for  # noqa: E402
 from werkzeug.exceptions import HTTPException  # noqa: E402
 
-from model.admission import Admission, Busy  # noqa: E402
-from model.audio import AudioError, decode  # noqa: E402
-from model.av_decode import EXTENSIONS as AV_EXTENSIONS, AvFile  # noqa: E402
-from model.classifier import GenreClassifier  # noqa: E402
-from model.demo_library import is_demo  # noqa: E402
-from model.library import Analysis, Library  # noqa: E402
-from model.settings import FORM_OVERHEAD_BYTES, from_env  # noqa: E402
-from model.store import Store  # noqa: E402
-from model.uploads import Uploads, accept_attribute, audio_extension, format_names  # noqa: E402
+from model.service.admission import Admission, Busy  # noqa: E402
+from model.audio.decoding import AudioError, decode  # noqa: E402
+from model.audio.av_decode import EXTENSIONS as AV_EXTENSIONS, AvFile  # noqa: E402
+from model.network.classifier import GenreClassifier  # noqa: E402
+from model.stores.demo_library import is_demo  # noqa: E402
+from model.service.library import Analysis, Library  # noqa: E402
+from model.service.settings import FORM_OVERHEAD_BYTES, from_env  # noqa: E402
+from model.stores.feature_store import Store  # noqa: E402
+from model.service.uploads import Uploads, accept_attribute, audio_extension, format_names  # noqa: E402
 
 # What browsers play as it is; a library or upload file in another format is sent as WAV.
 BROWSER_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg",
@@ -249,8 +249,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 if __name__ == "__main__":
-    # The production server (model/server.py); an empty data folder gets the demo library first.
-    from model import demo_library, server
+    # The production server (model/service/server.py); an empty data folder gets the demo library first.
+    from model.service import server
+    from model.stores import demo_library
 
     demo_library.main(["--if-empty", "--data", str(from_env().data_dir)])
     server.main()

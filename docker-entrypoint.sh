@@ -1,5 +1,5 @@
 #!/bin/sh
-# Builds the feature store on first start, then serves with waitress (model/server.py).
+# Builds the feature store on first start, then serves with waitress (model/service/server.py).
 #  - GTZAN (or any <genre>/ music folder) mounted at $SOUNDALIKE_GTZAN_DIR: preprocess.py indexes it
 #    into $SOUNDALIKE_DATA_DIR. It stores only what is new, so a restart finishes an interrupted build.
 #  - Nothing mounted there and no store in $SOUNDALIKE_DATA_DIR: the synthesised demo library is built
@@ -11,6 +11,6 @@ if [ -d "$SOUNDALIKE_GTZAN_DIR" ] && [ -n "$(ls -A "$SOUNDALIKE_GTZAN_DIR")" ]; 
 elif [ ! -f "$SOUNDALIKE_DATA_DIR/manifest.json" ]; then
     SOUNDALIKE_DATA_DIR="$SOUNDALIKE_DATA_DIR/demo"
     export SOUNDALIKE_DATA_DIR
-    python -m model.demo_library --if-empty
+    python -m model.stores.demo_library --if-empty
 fi
-exec python -m model.server
+exec python -m model.service.server

@@ -11,9 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from model.ingest import ingest
-from model.settings import from_env
-from model.store import StoreError
+from model.stores.ingest import ingest
+from model.service.settings import from_env
+from model.stores.feature_store import StoreError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,8 +22,8 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app import create_app  # noqa: E402
 from benchmarks.common import SHARED_GTZAN, verdict  # noqa: E402
-from model.demo_library import build, synthesise  # noqa: E402
-from model.ingest import ingest  # noqa: E402
+from model.stores.demo_library import build, synthesise  # noqa: E402
+from model.stores.ingest import ingest  # noqa: E402
 from model.params import SAMPLE_RATE  # noqa: E402
 
 TARGET_MS = 200.0

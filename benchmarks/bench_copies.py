@@ -22,10 +22,10 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import SHARED_GTZAN  # noqa: E402
 from benchmarks.copies import COPIES, TRIM_S, encode  # noqa: E402
-from model.audio import decode, resample  # noqa: E402
-from model.fingerprint import FingerprintIndex, fingerprint, query_prints  # noqa: E402
-from model.ingest import ingest  # noqa: E402
-from model.store import Store  # noqa: E402
+from model.audio.decoding import decode, resample  # noqa: E402
+from model.index.fingerprint import FingerprintIndex, fingerprint, query_prints  # noqa: E402
+from model.stores.ingest import ingest  # noqa: E402
+from model.stores.feature_store import Store  # noqa: E402
 
 
 def clip_kind(duration_s: float) -> str:

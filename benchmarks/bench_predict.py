@@ -15,7 +15,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import SHARED_GTZAN, median_seconds, verdict  # noqa: E402
-from model.classifier import GenreClassifier  # noqa: E402
+from model.network.classifier import GenreClassifier  # noqa: E402
 from model.predict import predict_file  # noqa: E402
 
 TARGETS_MS = {"30 s clip": 150.0, "4 min 44.1 kHz stereo mp3": 600.0}

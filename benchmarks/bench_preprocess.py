@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import SHARED_GTZAN, verdict  # noqa: E402
-from model.ingest import ingest  # noqa: E402
+from model.stores.ingest import ingest  # noqa: E402
 
 TARGET_TRACKS_PER_S = 10.0
 

@@ -1,7 +1,7 @@
 """The single source of truth for every audio, feature and label parameter.
 
 Stores record `feature_params()` in their manifest; loading a store whose recorded
-parameters differ from these is an error (see `model.store`).
+parameters differ from these is an error (see `model.stores.feature_store`).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ MIN_DURATION_S = 1.0         # shorter uploads or library files are rejected
 MAX_PATCHES = 5              # patches per track at prediction, spread over it: bounds the cost of long songs
 SHORT_CROP_S = (2.0, 3.0)    # the short uploads served: training crops of long tracks are cut to this range
 
-# What decoding accepts (model.audio): checked on the header, before anything is read, so that no
+# What decoding accepts (model.audio.decoding): checked on the header, before anything is read, so that no
 # upload can make a worker decode or resample without bound (issue 6).
 MIN_SOURCE_RATE = 4000       # Hz: below any audio format's rates; a 1-7 Hz header is damage (and 16 kHz from it, gigabytes)
 MAX_SOURCE_RATE = 384000     # Hz: the highest rate of studio converters

@@ -27,13 +27,13 @@ import keras
 import numpy as np
 
 from model.atomic import atomic_write
-from model.classifier import LAYERS, HeadInput, WeightsError, build_head, load_backbone, summarise
-from model.embeddings import patch_embeddings
+from model.network.classifier import LAYERS, HeadInput, WeightsError, build_head, load_backbone, summarise
+from model.network.embeddings import patch_embeddings
 from model.evaluate import fit_temperature, format_report, report, softmax
 from model.params import GENRES, MAX_PATCHES, feature_params
-from model.settings import from_env
-from model.store import Store, StoreError, Track
-from model.weights import HEAD_FILE, HEAD_INFO_FILE, atomic_save_weights, backbone_file, file_digest
+from model.service.settings import from_env
+from model.stores.feature_store import Store, StoreError, Track
+from model.network.weights import HEAD_FILE, HEAD_INFO_FILE, atomic_save_weights, backbone_file, file_digest
 
 # The recipe the shipped head is trained with, chosen by balanced cross-validated accuracy (README).
 RECIPE = HeadInput(backbones=("msd",), layer="embedding", summaries=("mean", "std"), loop_short=True)

@@ -1,4 +1,4 @@
-"""Audio and video files that PyAV encodes, for the tests of model.av_decode: m4a/AAC, ADTS AAC, WMA,
+"""Audio and video files that PyAV encodes, for the tests of model.audio.av_decode: m4a/AAC, ADTS AAC, WMA,
 WebM/Opus, and videos (mp4, webm, mkv) with an audio track."""
 from __future__ import annotations
 

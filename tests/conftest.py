@@ -60,7 +60,7 @@ def shared_gtzan() -> Path:
 
 @pytest.fixture(scope="session")
 def classifier():
-    from model.classifier import GenreClassifier
+    from model.network.classifier import GenreClassifier
 
     model = GenreClassifier.load()
     model.warm_up()

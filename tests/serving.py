@@ -56,8 +56,8 @@ class Server:
 
 def small_store(folder: Path) -> Path:
     """A store of 10 generated 4 s clips (one per genre) in `folder`/data; returns the data folder."""
-    from model.demo_library import write_clips
-    from model.ingest import ingest
+    from model.stores.demo_library import write_clips
+    from model.stores.ingest import ingest
 
     write_clips(folder / "audio", per_genre=1, seconds=4.0)
     ingest(folder / "audio", folder / "data", workers=1, progress=False)

@@ -1,10 +1,10 @@
-"""model.admission: a bounded number of analyses at once, a bounded waiting room, then Busy."""
+"""model.service.admission: a bounded number of analyses at once, a bounded waiting room, then Busy."""
 import threading
 import time
 
 import pytest
 
-from model.admission import Admission, Busy
+from model.service.admission import Admission, Busy
 
 
 def test_at_most_running_at_once_and_waiting_beyond_that_then_busy():

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import model.library
+import model.service.library
 from app import create_app, default_config
 from av_media import encoded
 from conftest import mp3_bytes, tone, write_audio
-from model.demo_library import write_clips
-from model.ingest import ingest
+from model.stores.demo_library import write_clips
+from model.stores.ingest import ingest
 from model.params import GENRES
-from model.settings import from_env
-from model.uploads import FORMATS, format_names
+from model.service.settings import from_env
+from model.service.uploads import FORMATS, format_names
 
 PER_GENRE = 2
 
@@ -187,7 +187,7 @@ def test_the_api_gives_the_results_url_and_a_page_renders_why_when_given(client,
     page = client.get(body["result_url"])
     assert page.status_code == 200 and body["recommendations"][0]["id"] in page.get_data(as_text=True)
     assert all(pick["why"] and pick["duration_s"] > 1 for pick in body["recommendations"])   # each says why
-    analyse = model.library.Library.analyse
+    analyse = model.service.library.Library.analyse
 
     def with_reasons(self, audio):
         analysis = analyse(self, audio)
@@ -195,7 +195,7 @@ def test_the_api_gives_the_results_url_and_a_page_renders_why_when_given(client,
             SimpleNamespace(track=r.track, distance=r.distance, similarity=r.similarity, why=["the same tempo"])
             for r in analysis.recommendations])
 
-    monkeypatch.setattr(model.library.Library, "analyse", with_reasons)
+    monkeypatch.setattr(model.service.library.Library, "analyse", with_reasons)
     html = post(client, "/", song).get_data(as_text=True)
     assert html.count("<li>the same tempo</li>") == 3
 
@@ -289,7 +289,7 @@ def test_an_unexpected_failure_is_a_plain_500_without_a_stack_trace(client, song
     def fail(self, audio):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(model.library.Library, "analyse", fail)
+    monkeypatch.setattr(model.service.library.Library, "analyse", fail)
     for url in ("/api/analyze", "/"):
         response = post(client, url, song)
         assert response.status_code == 500
@@ -336,14 +336,14 @@ def test_a_truncated_upload_is_analysed_and_flagged(client, folders, kind):
 
 def test_beyond_the_analyses_and_the_waiting_room_a_503_with_retry_after(app, song, monkeypatch):
     entered, release = threading.Event(), threading.Event()
-    analyse = model.library.Library.analyse
+    analyse = model.service.library.Library.analyse
 
     def slow(self, audio):
         entered.set()
         release.wait(60)
         return analyse(self, audio)
 
-    monkeypatch.setattr(model.library.Library, "analyse", slow)
+    monkeypatch.setattr(model.service.library.Library, "analyse", slow)
     answers = []
 
     def send():

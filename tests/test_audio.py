@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import model.audio
+import model.audio.decoding
 from conftest import mp3_bytes, shared_clips, tone, write_audio
 from hostile_audio import au_header, encode, flac_streaminfo, wav_header
-from model.audio import AudioError, decode, resample
+from model.audio.decoding import AudioError, decode, resample
 from model.params import MAX_CHANNELS, SAMPLE_RATE
 
 
@@ -150,7 +150,7 @@ def test_a_declared_length_over_the_limit_is_refused_without_decoding(monkeypatc
     def no_reading(*args, **kwargs):
         raise AssertionError("decoded a file whose header is enough to refuse it")
 
-    monkeypatch.setattr(model.audio, "_read_block", no_reading)
+    monkeypatch.setattr(model.audio.decoding, "_read_block", no_reading)
     with pytest.raises(AudioError, match="declares 812 minutes"):      # 2^30 samples at 22.05 kHz
         decode(flac_streaminfo(flac, total_samples=2 ** 30))
     with pytest.raises(AudioError, match=r"declares 3.0 s of audio; Soundalike analyses at most 2.0 s"):
@@ -186,10 +186,10 @@ def test_audio_of_unknown_length_is_refused_once_it_passes_the_limit(monkeypatch
     flac = flac_streaminfo(encode(tone(10.0, 22050), 22050, "FLAC", "PCM_16"), total_samples=0)
     whole = decode(flac)
     assert abs(whole.duration_s - 10.0) < 1e-3 and not whole.truncated
-    monkeypatch.setattr(model.audio, "BLOCK_SAMPLES", 4096)
+    monkeypatch.setattr(model.audio.decoding, "BLOCK_SAMPLES", 4096)
     reads = []
-    original = model.audio._read_block
-    monkeypatch.setattr(model.audio, "_read_block", lambda *a: reads.append(1) or original(*a))
+    original = model.audio.decoding._read_block
+    monkeypatch.setattr(model.audio.decoding, "_read_block", lambda *a: reads.append(1) or original(*a))
     with pytest.raises(AudioError, match="longer than 3.0 s"):
         decode(flac, max_duration_s=3.0)
     assert len(reads) <= 3.0 * 22050 / 4096 + 2     # it stopped reading at the limit, not at the end

@@ -1,4 +1,4 @@
-"""model.av_decode: what libsndfile cannot open (m4a/AAC, WMA, the audio of mp4/webm/mkv), read with
+"""model.audio.av_decode: what libsndfile cannot open (m4a/AAC, WMA, the audio of mp4/webm/mkv), read with
 PyAV from files the tests encode themselves."""
 import io
 
@@ -8,11 +8,11 @@ import soundfile as sf
 
 from av_media import KINDS, encoded
 from conftest import tone
-import model.audio
-import model.av_decode
-from model.audio import UNKNOWN_FRAMES, AudioError, decode
-from model.av_decode import AvError, AvFile, probe
-from model.uploads import audio_extension
+import model.audio.decoding
+import model.audio.av_decode
+from model.audio.decoding import UNKNOWN_FRAMES, AudioError, decode
+from model.audio.av_decode import AvError, AvFile, probe
+from model.service.uploads import audio_extension
 
 EXTENSIONS = {"m4a": ".m4a", "aac": ".aac", "wma": ".wma", "webm": ".webm", "mp4": ".mp4",
               "webm-video": ".webm", "mkv": ".mkv"}
@@ -66,11 +66,11 @@ def test_formats_libsndfile_reads_are_left_to_it():
 
 
 @pytest.mark.parametrize("module, limit, value, words", [
-    (model.audio, "MAX_SOURCE_RATE", 22050, "44100 Hz"), (model.audio, "MAX_CHANNELS", 1, "declares 2 channels"),
-    (model.av_decode, "MAX_DURATION_S", 2, "declares 3.0 s")])
+    (model.audio.decoding, "MAX_SOURCE_RATE", 22050, "44100 Hz"), (model.audio.decoding, "MAX_CHANNELS", 1, "declares 2 channels"),
+    (model.audio.av_decode, "MAX_DURATION_S", 2, "declares 3.0 s")])
 def test_absurd_parameters_are_refused_before_decoding(monkeypatch, module, limit, value, words):
     data, _, _ = encoded("m4a")   # 44.1 kHz stereo, 3 s
-    monkeypatch.setattr(module, limit, value)   # model.audio's check, and its messages
+    monkeypatch.setattr(module, limit, value)   # model.audio.decoding's check, and its messages
     with pytest.raises(AudioError, match=words) as refused:
         AvFile(data)
     assert not isinstance(refused.value, AvError)
@@ -80,7 +80,7 @@ def test_absurd_parameters_are_refused_before_decoding(monkeypatch, module, limi
 @pytest.mark.parametrize("kind", ["webm", "mkv", "wma", "aac"])
 def test_a_file_that_breaks_off_gives_what_decodes(kind):
     """Matroska stops at its last whole block, short of its declared length; WMA and ADTS AAC say
-    where their data breaks. Either way what decoded is given (model.audio flags it truncated)."""
+    where their data breaks. Either way what decoded is given (model.audio.decoding flags it truncated)."""
     data, y, _ = encoded(kind, seconds=4.0)
     with AvFile(data[:len(data) // 2]) as f:
         buffer = np.empty((4096, 2), np.float32)
@@ -99,7 +99,7 @@ def test_an_m4a_cut_before_its_index_is_not_audio():
     assert probe(data[:len(data) // 2]) is None
 
 
-# model.audio.decode and the 415 decision with the PyAV fallback (plugged in model.audio and model.uploads).
+# model.audio.decoding.decode and the 415 decision with the PyAV fallback (plugged in model.audio.decoding and model.service.uploads).
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_decode_reads_every_kind_through_the_same_pipeline(kind):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from av_media import encoded
-from model.uploads import format_names
+from model.service.uploads import format_names
 from serving import REPO, running_server, small_store, wav
 
 sync_api = pytest.importorskip("playwright.sync_api")

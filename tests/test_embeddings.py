@@ -2,9 +2,9 @@
 import numpy as np
 
 from conftest import tone, write_audio
-from model.embeddings import patch_embeddings
-from model.ingest import ingest
-from model.store import Store
+from model.network.embeddings import patch_embeddings
+from model.stores.ingest import ingest
+from model.stores.feature_store import Store
 
 
 def test_cache_is_keyed_by_weights_patch_selection_and_content(tmp_path):

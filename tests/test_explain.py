@@ -1,7 +1,7 @@
 """Why a pick was chosen: its genre, and each feature space in which it is among the nearest."""
 import numpy as np
 
-from model.explain import reasons
+from model.index.explain import reasons
 
 SPACES = [("chroma", slice(0, 2)), ("embedding", slice(2, 4))]
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from conftest import tone
-from model.features import chromagram, log_mel, log_mel_patches, patch_starts, patches, track_features
+from model.audio.features import chromagram, log_mel, log_mel_patches, patch_starts, patches, track_features
 from model.params import CHROMA_HOP, HOP_LENGTH, N_CHROMA, N_MELS, PATCH_FRAMES, SAMPLE_RATE
 
 

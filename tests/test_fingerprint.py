@@ -6,9 +6,9 @@ import soundfile as sf
 
 from benchmarks.copies import COPIES, mp3_128k
 from conftest import shared_clips, tone
-from model.audio import decode, resample
-from model.features import log_mel
-from model.fingerprint import FingerprintIndex, fingerprint, query_prints
+from model.audio.decoding import decode, resample
+from model.audio.features import log_mel
+from model.index.fingerprint import FingerprintIndex, fingerprint, query_prints
 
 # A few 30 s clips of every genre are the library; others of the same genres are distinct tracks.
 LIBRARY_PER_GENRE, OTHERS_PER_GENRE = 2, 1

@@ -8,7 +8,7 @@ import pytest
 
 from app import create_app
 from hostile_audio import EMPTY, NOT_AUDIO, OK, UNUSABLE, hostile_cases
-from model.settings import from_env
+from model.service.settings import from_env
 from serving import small_store
 
 CASES = hostile_cases()

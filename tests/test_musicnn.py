@@ -7,11 +7,11 @@ import pytest
 
 from conftest import write_audio
 from golden.make_golden import SYNTHETIC, SYNTHETIC_RATE, golden_path, synthetic_pcm
-from model.audio import decode, resample
-from model.classifier import load_backbone
-from model.features import log_mel, patches
-from model.musicnn import EMBEDDING_DIM, N_TAGS
-from model.weights import BACKBONE_CHECKPOINTS
+from model.audio.decoding import decode, resample
+from model.network.classifier import load_backbone
+from model.audio.features import log_mel, patches
+from model.network.musicnn import EMBEDDING_DIM, N_TAGS
+from model.network.weights import BACKBONE_CHECKPOINTS
 
 GOLDEN = {name: json.loads(golden_path(name).read_text()) for name in BACKBONE_CHECKPOINTS}
 TOLERANCE = 1e-3

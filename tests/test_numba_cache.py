@@ -1,4 +1,4 @@
-"""librosa's numba cache with many processes at once (model.numba_cache).
+"""librosa's numba cache with many processes at once (model.audio.numba_cache).
 
 numba's on-disk cache is corrupted when processes compile the same functions at once (numba issue
 10128), after which every run segfaults. These tests start from an empty cache folder each time."""
@@ -65,7 +65,7 @@ def test_two_parallel_preprocess_runs_from_an_empty_cache_then_a_later_run(tmp_p
 WARM_THEN_EVERYTHING = """
 import os, numpy as np
 from pathlib import Path
-from model import features, numba_cache
+from model.audio import features, numba_cache
 features.warm_up()
 run = Path(os.environ['NUMBA_CACHE_DIR'])   # this process's private folder, set by the warm-up
 assert run.name.startswith('run-'), run
@@ -93,7 +93,7 @@ def test_folders_of_killed_processes_are_removed(tmp_path):
     (dead / "x").mkdir(parents=True)
     publishing = base / ".publish-999999999-abc"
     publishing.mkdir()
-    result = run_python("from model import numba_cache; print(numba_cache.configure())", cache_env(base))
+    result = run_python("from model.audio import numba_cache; print(numba_cache.configure())", cache_env(base))
     assert result.returncode == 0, result.stderr
     assert not dead.exists() and not publishing.exists()
 
@@ -101,7 +101,7 @@ def test_folders_of_killed_processes_are_removed(tmp_path):
 def test_with_no_writable_cache_folder_at_home_a_temporary_one_serves(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.endswith("CACHE_DIR")}
     env.update(HOME="/proc/no-home", XDG_CACHE_HOME="/proc/no-cache", TMPDIR=str(tmp_path))   # /proc takes no folders
-    result = run_python("from model import features, numba_cache; features.warm_up(); print(numba_cache.base_dir())", env)
+    result = run_python("from model.audio import features, numba_cache; features.warm_up(); print(numba_cache.base_dir())", env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().startswith(str(tmp_path / "soundalike-numba-"))
 
@@ -121,7 +121,7 @@ def test_an_unprivileged_user_with_no_home_and_a_site_packages_it_cannot_write(t
     if probe.returncode != 0:
         pytest.skip(f"user nobody cannot read the checkout or the virtualenv: {probe.stderr[-300:]}")
     before = librosa_cache_files()
-    result = run_python("from model import features, numba_cache; features.warm_up(); "
+    result = run_python("from model.audio import features, numba_cache; features.warm_up(); "
                         "print(numba_cache.base_dir())", env, user=nobody.pw_uid, group=nobody.pw_gid)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "soundalike-numba-" in result.stdout   # the temporary folder's fall-back

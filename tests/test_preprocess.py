@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO, tone, write_audio
-from model.collection import UNSORTED, discover
-from model.ingest import ingest
+from model.stores.collection import UNSORTED, discover
+from model.stores.ingest import ingest
 from model.params import N_CHROMA, N_MELS, PATCH_FRAMES
-from model.store import MANIFEST, Store, StoreError
+from model.stores.feature_store import MANIFEST, Store, StoreError
 
 
 def make_collection(root, genres=("blues", "rock"), per_genre=2, ext=".wav", seconds=2.5, sr=22050, **kwargs):

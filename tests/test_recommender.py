@@ -7,16 +7,16 @@ import pytest
 import soundfile as sf
 
 from conftest import write_audio
-from model.audio import decode
-from model.classifier import GenreClassifier
-from model.demo_library import build, is_demo, synthesise, write_clips
-from model.features import chromagram
-from model.ingest import ingest
-from model.library import Library
+from model.audio.decoding import decode
+from model.network.classifier import GenreClassifier
+from model.stores.demo_library import build, is_demo, synthesise, write_clips
+from model.audio.features import chromagram
+from model.stores.ingest import ingest
+from model.service.library import Library
 from model.params import GENRES, SAMPLE_RATE
-from model.recommender import GenreKnn, SpaceScaler, chroma_summary
-from model.settings import from_env
-from model.store import Store
+from model.index.knn import GenreKnn, SpaceScaler, chroma_summary
+from model.service.settings import from_env
+from model.stores.feature_store import Store
 
 WEIGHTS = from_env().weights_dir
 

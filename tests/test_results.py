@@ -1,8 +1,8 @@
-"""Kept results (model.uploads): beside their upload, read back by id, pruned with it."""
+"""Kept results (model.service.uploads): beside their upload, read back by id, pruned with it."""
 import os
 import time
 
-from model.uploads import STALE_TMP_S, Uploads
+from model.service.uploads import STALE_TMP_S, Uploads
 
 
 def test_a_result_is_kept_beside_its_upload_and_read_back(tmp_path):

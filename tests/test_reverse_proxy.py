@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from model.settings import from_env
+from model.service.settings import from_env
 from serving import REPO, Server, free_port, post_upload, running_server, small_store, wav
 
 CONFIG = REPO / "deploy" / "nginx.conf"

@@ -1,5 +1,5 @@
-"""Slow, stalled and idle clients against the real server (`python app.py`, model/server.py), over raw
-sockets on 127.0.0.1: each is dropped within its documented bound (model.server.Bounds) while normal
+"""Slow, stalled and idle clients against the real server (`python app.py`, model/service/server.py), over raw
+sockets on 127.0.0.1: each is dropped within its documented bound (model.service.server.Bounds) while normal
 clients are answered. Bounds are checked with generous slack: on a loaded machine the server's
 checks run late, never early. The bounds' arithmetic itself is checked exactly, on fake connections."""
 from __future__ import annotations
@@ -15,8 +15,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from model.server import BOUNDS, CONNECTION_LIMIT, BoundedChannel, BoundedServer
-from model.settings import from_env
+from model.service.server import BOUNDS, CONNECTION_LIMIT, BoundedChannel, BoundedServer
+from model.service.settings import from_env
 from serving import Server, multipart, post_upload, read_response, running_server, small_store, wav
 
 SLACK_S = BOUNDS.check_s + 20.0   # the check's period, the loop's turn, and a loaded machine

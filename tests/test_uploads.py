@@ -1,8 +1,8 @@
-"""model.uploads: kept uploads bounded in count and bytes; a killed server's half-written files cleaned."""
+"""model.service.uploads: kept uploads bounded in count and bytes; a killed server's half-written files cleaned."""
 import os
 import time
 
-from model.uploads import STALE_TMP_S, Uploads
+from model.service.uploads import STALE_TMP_S, Uploads
 
 
 def test_kept_uploads_are_bounded_in_count_and_in_bytes(tmp_path):

@@ -20,7 +20,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from conftest import SHARED_GTZAN, tone, write_audio  # noqa: E402
-from model.weights import BACKBONE_CHECKPOINTS  # noqa: E402
+from model.network.weights import BACKBONE_CHECKPOINTS  # noqa: E402
 
 # (seconds, seed) of the generated clips: shorter than a patch, a few patches, an odd length.
 SYNTHETIC = {"synth_a.wav": (2.0, 0), "synth_b.wav": (10.0, 1), "synth_c.wav": (7.3, 2)}

@@ -10,10 +10,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from model.features import log_mel_patches
-from model.musicnn import EMBEDDING_DIM, POOLED_DIM, build_musicnn
+from model.audio.features import log_mel_patches
+from model.network.musicnn import EMBEDDING_DIM, POOLED_DIM, build_musicnn
 from model.params import GENRES, MAX_PATCHES, N_MELS, PATCH_FRAMES, SAMPLE_RATE, feature_params
-from model.weights import BACKBONE_CHECKPOINTS, DEFAULT_WEIGHTS_DIR, HEAD_FILE, HEAD_INFO_FILE, backbone_file
+from model.network.weights import BACKBONE_CHECKPOINTS, DEFAULT_WEIGHTS_DIR, HEAD_FILE, HEAD_INFO_FILE, backbone_file
 
 
 class WeightsError(RuntimeError):
@@ -76,7 +76,7 @@ def build_head(dim: int, n_genres: int = len(GENRES)) -> keras.Model:
 def load_backbone(weights_dir: Path = DEFAULT_WEIGHTS_DIR, name: str = "msd") -> keras.Model:
     path = Path(weights_dir) / backbone_file(name)
     if not path.exists():
-        raise WeightsError(f"no MusiCNN weights at {path}: see the README (python -m model.convert)")
+        raise WeightsError(f"no MusiCNN weights at {path}: see the README (python -m model.network.convert)")
     backbone = build_musicnn(name=BACKBONE_CHECKPOINTS[name].lower())
     backbone.load_weights(path)
     return backbone

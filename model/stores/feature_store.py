@@ -44,7 +44,7 @@ class Track:
     genre: str
     source: str          # absolute path of the audio file it was computed from
     duration_s: float
-    content_hash: str    # model.audio.Audio.content_hash
+    content_hash: str    # model.audio.decoding.Audio.content_hash
 
 
 def safe_name(text: str) -> str:

@@ -123,8 +123,8 @@ def _open(source: AudioSource) -> sf.SoundFile:
     try:
         return sf.SoundFile(source)
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
-        # m4a/AAC, WMA, the audio of a video: FFmpeg's (model.av_decode), read through the same blocks.
-        from model.av_decode import AvError, AvFile   # PyAV loads only for what libsndfile cannot open
+        # m4a/AAC, WMA, the audio of a video: FFmpeg's (model.audio.av_decode), read through the same blocks.
+        from model.audio.av_decode import AvError, AvFile   # PyAV loads only for what libsndfile cannot open
         try:
             return AvFile(source)
         except AvError:
@@ -204,7 +204,7 @@ def _read_block(f: sf.SoundFile, buffer: np.ndarray) -> tuple[int, str]:
     call: a seek resets libsndfile's MP3 decoder (a thousand garbled samples after each block) and
     slows FLAC down; and it raises when a stream breaks off, losing the frames that call did decode.
     """
-    if not isinstance(f, sf.SoundFile):   # a model.av_decode.AvFile
+    if not isinstance(f, sf.SoundFile):   # a model.audio.av_decode.AvFile
         return f.read_into(buffer)
     frames = sf._snd.sf_readf_float(f._file, sf._ffi.from_buffer("float[]", buffer), len(buffer))
     code = sf._snd.sf_error(f._file)

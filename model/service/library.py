@@ -10,16 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from model.audio import Audio, resample
-from model.classifier import GenreClassifier
-from model.embeddings import patch_embeddings
-from model.explain import reasons
-from model.features import chromagram
-from model.fingerprint import FingerprintIndex, fingerprint, query_prints
+from model.audio.decoding import Audio, resample
+from model.network.classifier import GenreClassifier
+from model.network.embeddings import patch_embeddings
+from model.index.explain import reasons
+from model.audio.features import chromagram
+from model.index.fingerprint import FingerprintIndex, fingerprint, query_prints
 from model.params import MAX_PATCHES
-from model.recommender import GenreKnn, SpaceScaler, chroma_summary
-from model.store import Store, StoreError, Track
-from model.weights import BACKBONE_FILE, file_digest
+from model.index.knn import GenreKnn, SpaceScaler, chroma_summary
+from model.stores.feature_store import Store, StoreError, Track
+from model.network.weights import BACKBONE_FILE, file_digest
 
 # The feature spaces each setting searches, in the order of their columns.
 SPACES = {"chroma": ("chroma",), "embedding": ("embedding",), "mix": ("chroma", "embedding")}
@@ -31,7 +31,7 @@ class Recommendation:
     track: Track
     distance: float     # k-NN distance in the standardised feature space
     similarity: float   # 1 / (1 + distance): 1 for identical features, towards 0 for distant ones
-    why: list[str]      # a few words on why it was picked (model.explain)
+    why: list[str]      # a few words on why it was picked (model.index.explain)
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Analysis:
     genre: str
     probabilities: dict[str, float]         # every genre, most probable first
     match: Track | None                     # the library track the upload is a copy of (same audio, or a
-                                            # lossy, re-sampled or trimmed copy: model.fingerprint)
+                                            # lossy, re-sampled or trimmed copy: model.index.fingerprint)
     recommendations: list[Recommendation]   # never `match`, nor another library copy of the same audio
     duration_s: float
     truncated: bool                         # the file broke off: what decoded of it was analysed

@@ -1,7 +1,7 @@
 """Convert the `MSD_musicnn` and `MTT_musicnn` TF1 checkpoints of the musicnn 0.1.0 wheel into `weights/`.
 
     pip download --no-deps musicnn==0.1.0 -d /tmp/musicnn && unzip -o /tmp/musicnn/*.whl -d /tmp/musicnn
-    python -m model.convert /tmp/musicnn/musicnn/MSD_musicnn /tmp/musicnn/musicnn/MTT_musicnn
+    python -m model.network.convert /tmp/musicnn/musicnn/MSD_musicnn /tmp/musicnn/musicnn/MTT_musicnn
 
 Only the checkpoint's variables are read (with TensorFlow's checkpoint reader); none of the
 wheel's TF1 code runs. The wheel's ISC licence is copied beside the weights.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model.musicnn import build_musicnn
-from model.weights import BACKBONE_CHECKPOINTS, LICENCE_FILE, atomic_save_weights, backbone_file
+from model.network.musicnn import build_musicnn
+from model.network.weights import BACKBONE_CHECKPOINTS, LICENCE_FILE, atomic_save_weights, backbone_file
 
 _BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
 

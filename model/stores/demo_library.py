@@ -1,7 +1,7 @@
 """Soundalike's default library: short clips synthesised here, in genre-flavoured styles, so that the
 service runs on a fresh machine with no music collection and no download.
 
-    python -m model.demo_library [--data DIR] [--if-empty]
+    python -m model.stores.demo_library [--data DIR] [--if-empty]
 
 The clips are made by this module's generator from a fixed seed (tempo, drum pattern, chords and
 timbre differ by genre folder); their genre labels are the generator's, not real recordings'.
@@ -17,10 +17,10 @@ import numpy as np
 import soundfile as sf
 
 from model.atomic import atomic_write
-from model.ingest import Summary, ingest
+from model.stores.ingest import Summary, ingest
 from model.params import GENRES, SAMPLE_RATE
-from model.settings import from_env
-from model.store import MANIFEST, Store
+from model.service.settings import from_env
+from model.stores.feature_store import MANIFEST, Store
 
 AUDIO_FOLDER = "demo-audio"   # no tracks.csv directly inside it, so the store never takes it for a genre
 CLIPS_PER_GENRE = 3

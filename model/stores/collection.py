@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.store import safe_name
+from model.stores.feature_store import safe_name
 
 # What is offered to the decoder; what it cannot decode (m4a without ffmpeg, say) is reported.
 AUDIO_EXTENSIONS = frozenset({

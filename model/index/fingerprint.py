@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import maximum_filter
 
-from model.features import log_mel
+from model.audio.features import log_mel
 from model.params import HOP_LENGTH, N_MELS, SAMPLE_RATE
 
 # Peaks: maxima of a neighbourhood of +-PEAK_FRAMES frames (~0.2 s) and +-PEAK_BANDS mel bands,
@@ -54,7 +54,7 @@ def peaks(mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fingerprint(mel: np.ndarray) -> Fingerprint:
-    """The landmark hashes of a (frames, N_MELS) log-mel (`model.features.log_mel`)."""
+    """The landmark hashes of a (frames, N_MELS) log-mel (`model.audio.features.log_mel`)."""
     if mel.ndim != 2 or mel.shape[1] != N_MELS:
         raise ValueError(f"expected a (frames, {N_MELS}) log-mel, got shape {mel.shape}")
     frames, bands = peaks(mel)

@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 
 from model.atomic import atomic_write
-from model.settings import DEFAULT_WEIGHTS_DIR  # noqa: F401  (where the shipped weights live)
+from model.service.settings import DEFAULT_WEIGHTS_DIR  # noqa: F401  (where the shipped weights live)
 
 # The musicnn wheel's checkpoints that are ported, by the short name heads refer to them by.
 BACKBONE_CHECKPOINTS = {"msd": "MSD_musicnn", "mtt": "MTT_musicnn"}

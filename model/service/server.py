@@ -1,7 +1,7 @@
 """Soundalike's production HTTP server: waitress, with deadlines for slow clients.
 
     python app.py            (builds the demo library into an empty data folder first)
-    python -m model.server
+    python -m model.service.server
 
 Waitress reads a whole request, body included, on its one I/O thread before an application thread
 sees it (bodies over 512 KiB go to a temporary file), so a slow client holds a connection, never a
@@ -37,7 +37,7 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import RequestEntityTooLarge
 
-from model.settings import Settings, from_env
+from model.service.settings import Settings, from_env
 
 log = logging.getLogger("soundalike.server")
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import soundfile as sf
 
-from model import av_decode
+from model.audio import av_decode
 from model.atomic import atomic_write, remove_leftovers
-from model.audio import ByteStream
+from model.audio.decoding import ByteStream
 
 # libsndfile's container name -> the extension a kept upload gets (its content decides, not its name).
 EXTENSIONS = {"WAV": ".wav", "WAVEX": ".wav", "RF64": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3",

@@ -1,7 +1,7 @@
 """Reading the audio that libsndfile cannot open, with PyAV (FFmpeg): m4a/AAC, WMA, and the audio
 track of mp4, webm and mkv videos.
 
-`AvFile` offers what `model.audio.decode` uses of a `soundfile.SoundFile` (samplerate, channels,
+`AvFile` offers what `model.audio.decoding.decode` uses of a `soundfile.SoundFile` (samplerate, channels,
 frames, format, extra_info, a context manager) and `read_into`, which fills a float32
 (frames, channels) block at the source rate, so that these files go through the same block
 pipeline as the others: the same limits, content hash and 16 kHz resampling.
@@ -9,7 +9,7 @@ pipeline as the others: the same limits, content hash and 16 kHz resampling.
 Only the containers below are tried: FFmpeg probes hundreds of formats, and bytes that are not
 audio (random data, a text file) would otherwise sometimes open as some raw stream and "decode".
 The limits of `model.params` are checked on the stream's parameters before any packet is decoded
-(by model.audio's own check, with its messages), and what is held is one decoded FFmpeg frame (a few
+(by model.audio.decoding's own check, with its messages), and what is held is one decoded FFmpeg frame (a few
 thousand samples) beyond the caller's block.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import BinaryIO, Iterator, Union
 import av
 import numpy as np
 
-from model.audio import UNKNOWN_FRAMES, AudioError, _check_header
+from model.audio.decoding import UNKNOWN_FRAMES, AudioError, _check_header
 from model.params import MAX_DURATION_S
 
 Source = Union[str, Path, bytes, bytearray, memoryview, BinaryIO]
@@ -50,7 +50,7 @@ class AvFile:
     """The first audio stream of a container, read block by block as float32 at its own rate.
 
     Raises AvError when the data is not one of CONTAINERS with an audio stream, and AudioError (as
-    model.audio.decode does) when the stream's rate, channels or declared duration are beyond
+    model.audio.decoding.decode does) when the stream's rate, channels or declared duration are beyond
     model.params' limits."""
 
     def __init__(self, source: Source, check_limits: bool = True) -> None:
@@ -87,7 +87,7 @@ class AvFile:
         self.extension = ".webm" if name == "matroska,webm" and codecs <= WEBM_CODECS else CONTAINERS[name][self.has_video]
         if check_limits:   # before any packet is decoded: a 1 Hz or 1000-channel header makes every block huge
             _check_header(self.samplerate, self.channels, self.frames, MAX_DURATION_S)
-        self.extra_info = ""   # what libsndfile logs; model.audio.decode reads it
+        self.extra_info = ""   # what libsndfile logs; model.audio.decoding.decode reads it
         # Packed float32 at the stream's own rate and channel count, whatever the codec gives
         # (planar or packed, int or float; a rate that changes mid-stream is brought back to this one).
         self._resampler = av.AudioResampler(format="flt", layout=stream.codec_context.layout, rate=self.samplerate)

@@ -89,7 +89,7 @@ def configure() -> Path:
     """Point numba at this process's private cache folder. Call before librosa's first computation:
     numba reads its cache folder when librosa's functions are defined, as librosa's modules load.
     Idempotent; returns the folder. A process forked after that shares its parent's folder: start
-    workers with spawn or forkserver (as model.ingest does)."""
+    workers with spawn or forkserver (as model.stores.ingest does)."""
     global _run_dir, _seeded
     if _run_dir is not None:
         return _run_dir
@@ -108,7 +108,7 @@ def configure() -> Path:
     if "numba" in sys.modules:   # imported already: its configuration was read, set it there too
         sys.modules["numba"].config.CACHE_DIR = str(run)
     if "librosa.util.utils" in sys.modules:   # loaded with librosa's first numba function
-        warnings.warn("librosa computed before model.numba_cache.configure(): its numba cache is "
+        warnings.warn("librosa computed before model.audio.numba_cache.configure(): its numba cache is "
                       "librosa's own, which is not safe for processes started at once", RuntimeWarning)
     _run_dir = run
     return run

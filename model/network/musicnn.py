@@ -3,7 +3,7 @@ musicnn 0.1.0 wheel (one architecture, two checkpoints).
 
 Layer for layer the wheel's TF1 graph (musicnn/models.py, `build_musicnn` with 64 mid-end filters
 and 200 back-end units), in inference mode. Layers are named after the checkpoint's variable
-scopes so that `model.convert` can copy the weights by name.
+scopes so that `model.network.convert` can copy the weights by name.
 """
 from __future__ import annotations
 

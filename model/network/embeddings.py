@@ -10,9 +10,9 @@ import zlib
 import numpy as np
 
 from model.atomic import atomic_write
-from model.features import patches, short_crops
+from model.audio.features import patches, short_crops
 from model.progress import Progress
-from model.store import Store, Track
+from model.stores.feature_store import Store, Track
 
 CACHE_DIR = "embeddings"
 _BATCH = 64
@@ -34,9 +34,9 @@ def patch_embeddings(store: Store, tracks: list[Track], embed, backbone_digest: 
     """Per-track arrays (n_patches, dim) of a layer's per-patch outputs (`layer` names it in the cache).
 
     `embed` maps a (n, frames, mels) batch to (n, dim) outputs; `max_patches` is as in
-    `model.features.patches` (None: every consecutive patch, as for training); `crops` takes
-    `model.features.short_crops` of every consecutive patch instead; `loop` fills short clips as
-    `model.features.fill_patch` does."""
+    `model.audio.features.patches` (None: every consecutive patch, as for training); `crops` takes
+    `model.audio.features.short_crops` of every consecutive patch instead; `loop` fills short clips as
+    `model.audio.features.fill_patch` does."""
     path = store.root / CACHE_DIR / _cache_name(backbone_digest, max_patches, layer, crops, loop)
     cached: dict[tuple[str, str], np.ndarray] = {}
     if path.exists():

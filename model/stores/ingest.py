@@ -10,12 +10,12 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model import numba_cache
-from model.audio import AudioError, decode
-from model.collection import Candidate, discover
-from model.features import track_features, warm_up
+from model.audio import numba_cache
+from model.audio.decoding import AudioError, decode
+from model.stores.collection import Candidate, discover
+from model.audio.features import track_features, warm_up
 from model.progress import Progress
-from model.store import Store, Track
+from model.stores.feature_store import Store, Track
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Iterator
 import librosa
 import numpy as np
 
-from model import numba_cache
+from model.audio import numba_cache
 from model.params import (
     CHROMA_HOP, CHROMA_N_FFT, HOP_LENGTH, LOG_MEL_SCALE, MAX_PATCHES, N_CHROMA, N_FFT, N_MELS, PATCH_FRAMES,
     SAMPLE_RATE, SHORT_CROP_S,
@@ -29,7 +29,7 @@ _warm = False
 
 def warm_up() -> None:
     """Compile (or load from the cache) librosa's numba functions that the features use, then share
-    them with later processes (model.numba_cache). Every feature function calls this first."""
+    them with later processes (model.audio.numba_cache). Every feature function calls this first."""
     global _warm
     with _warm_lock:
         if _warm:

@@ -1,6 +1,6 @@
 """The service's configuration, from SOUNDALIKE_* environment variables.
 
-It imports nothing heavy, so that the server (model/server.py) can read its address and limits
+It imports nothing heavy, so that the server (model/service/server.py) can read its address and limits
 from it before the application loads TensorFlow."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = ROOT / "data"
 DEFAULT_WEIGHTS_DIR = ROOT / "weights"
 DEFAULT_UPLOAD_DIR = ROOT / "input_data"
