@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 
 from conftest import REPO, tone
-from model.network.classifier import GenreClassifier, WeightsError, load_backbone
+from model.network.classifier import GenreClassifier, HeadInput, WeightsError, build_head, load_backbone
 from model.network.weights import BACKBONE_CHECKPOINTS, DEFAULT_WEIGHTS_DIR, HEAD_INFO_FILE, ONNX_FILE
 from model.params import MAX_PATCHES, SAMPLE_RATE
 from model.audio.features import log_mel_patches
 
 onnx = pytest.importorskip("onnx")   # the export extra: only exporting needs it
 ort = pytest.importorskip("onnxruntime")
-from model.network.onnx_export import backbone_model, export  # noqa: E402
+from model.network.keras_runtime import KerasNetwork  # noqa: E402
+from model.network.onnx_export import backbone_model, classifier_model, export  # noqa: E402
 
 TOLERANCE = 1e-4
 
@@ -57,6 +58,22 @@ def test_the_shipped_export_gives_the_keras_probabilities_and_embeddings(runtime
     close(onnx_probs, keras_probs)
     close(onnx_embedding, keras_embedding)
     assert abs(float(onnx_probs.sum()) - 1) < 1e-5
+
+
+def test_a_head_on_both_backbones_pooled_features_is_exported_as_keras_computes_it():
+    head_input = HeadInput(backbones=("msd", "mtt"), layer="pooled", summaries=("std", "mean"))
+    head = build_head(head_input.dim)
+    rng = np.random.default_rng(0)
+    head.set_weights([rng.normal(0, 0.01, w.shape).astype(np.float32) for w in head.get_weights()])
+    backbones = {name: load_backbone(name=name) for name in ("msd", "mtt")}
+    model = classifier_model(backbones, head, head_input, temperature=0.8, metadata={})
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    batch = patches_of(12.0, 7)
+    probs, embedding = session.run(["probabilities", "embedding"], {"log_mel": batch})
+    keras_probs, keras_embedding = KerasNetwork(backbones, head, head_input, temperature=0.8)(batch)
+    close(probs, keras_probs)
+    close(embedding, keras_embedding)
+    assert probs.max() - probs.min() > 0.01   # a head that tells the genres apart, so the check has teeth
 
 
 def test_random_patches_in_batches_as_the_store_embeds_them(runtimes):
