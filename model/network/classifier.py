@@ -101,16 +101,6 @@ def load_backbone(weights_dir: Path = DEFAULT_WEIGHTS_DIR, name: str = "msd") ->
     return backbone
 
 
-def _single_threaded_blas() -> None:
-    """Limit numpy's and scipy's BLAS (librosa's features) to one thread. Their idle threads spin
-    after each call and take the cores the network's own threads need: on 2 cores a 30 s clip's
-    network pass goes from ~135 to ~100 ms. The network itself does not use them."""
-    import scipy.linalg  # noqa: F401  (loads scipy's BLAS now, so that the limit covers it)
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1, user_api="blas")
-
-
 def read_head_info(weights_dir: Path) -> dict:
     """The head's json record in `weights_dir`, checked against this version's genres and parameters."""
     info_path, head_path = weights_dir / HEAD_INFO_FILE, weights_dir / HEAD_FILE

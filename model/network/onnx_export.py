@@ -181,8 +181,8 @@ def classifier_model(backbones: dict[str, keras.Model], head: keras.Model, head_
     scaled = graph.op("Div", [logits, graph.const("head/temperature", np.array(temperature, np.float32))],
                       "head/scaled")
     probs = graph.op("Softmax", [scaled], "head/softmax", axis=1)
-    result = [_output(graph.op("Squeeze", [probs, graph.tensor("head/axis0", np.array([0], np.int64))], "probabilities"),
-                      [head.get_layer("genre").units]),
+    axis0 = graph.tensor("head/axis0", np.array([0], np.int64))
+    result = [_output(graph.op("Squeeze", [probs, axis0], "probabilities"), [head.get_layer("genre").units]),
               _output(graph.op("Identity", [outputs[("msd", "embedding")]], "embedding"), ["patches", EMBEDDING_DIM])]
     return _model(graph, result, metadata)
 
