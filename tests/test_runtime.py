@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from conftest import REPO, tone
@@ -15,10 +16,7 @@ from model.network.weights import BACKBONE_CHECKPOINTS, DEFAULT_WEIGHTS_DIR, HEA
 from model.params import MAX_PATCHES, SAMPLE_RATE
 from model.audio.features import log_mel_patches
 
-onnx = pytest.importorskip("onnx")   # the export extra: only exporting needs it
-ort = pytest.importorskip("onnxruntime")
-from model.network.keras_runtime import KerasNetwork  # noqa: E402
-from model.network.onnx_export import backbone_model, classifier_model, export  # noqa: E402
+from model.network.keras_runtime import KerasNetwork
 
 TOLERANCE = 1e-4
 
@@ -34,14 +32,23 @@ def patches_of(seconds: float, seed: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
+def exporter():
+    """model.network.onnx_export, where the `export` extra (onnx) is installed: serving needs no onnx."""
+    pytest.importorskip("onnx")
+    from model.network import onnx_export
+
+    return onnx_export
+
+
+@pytest.fixture(scope="module")
 def runtimes():
     return {runtime: GenreClassifier.load(runtime=runtime) for runtime in ("onnx", "keras")}
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONE_CHECKPOINTS))
-def test_the_exported_backbone_matches_keras_pooled_and_embedding(name):
+def test_the_exported_backbone_matches_keras_pooled_and_embedding(exporter, name):
     backbone = load_backbone(name=name)
-    session = ort.InferenceSession(backbone_model(backbone).SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(exporter.backbone_model(backbone).SerializeToString(), providers=["CPUExecutionProvider"])
     batch = np.concatenate([patches_of(30.0, 1), patches_of(2.5, 2)])
     pooled, embedding = session.run(["pooled", "embedding"], {"log_mel": batch})
     expected = backbone(batch, training=False)
@@ -60,13 +67,13 @@ def test_the_shipped_export_gives_the_keras_probabilities_and_embeddings(runtime
     assert abs(float(onnx_probs.sum()) - 1) < 1e-5
 
 
-def test_a_head_on_both_backbones_pooled_features_is_exported_as_keras_computes_it():
+def test_a_head_on_both_backbones_pooled_features_is_exported_as_keras_computes_it(exporter):
     head_input = HeadInput(backbones=("msd", "mtt"), layer="pooled", summaries=("std", "mean"))
     head = build_head(head_input.dim)
     rng = np.random.default_rng(0)
     head.set_weights([rng.normal(0, 0.01, w.shape).astype(np.float32) for w in head.get_weights()])
     backbones = {name: load_backbone(name=name) for name in ("msd", "mtt")}
-    model = classifier_model(backbones, head, head_input, temperature=0.8, metadata={})
+    model = exporter.classifier_model(backbones, head, head_input, temperature=0.8, metadata={})
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     batch = patches_of(12.0, 7)
     probs, embedding = session.run(["probabilities", "embedding"], {"log_mel": batch})
@@ -82,10 +89,12 @@ def test_random_patches_in_batches_as_the_store_embeds_them(runtimes):
         close(onnx_out, keras_out)
 
 
-def test_the_shipped_export_is_what_the_export_command_writes(tmp_path):
+def test_the_shipped_export_is_what_the_export_command_writes(exporter, tmp_path):
+    import onnx
+
     weights = shutil.copytree(DEFAULT_WEIGHTS_DIR, tmp_path / "weights")
     (weights / ONNX_FILE).unlink()
-    written = onnx.load(str(export(weights)))
+    written = onnx.load(str(exporter.export(weights)))
     shipped = onnx.load(str(DEFAULT_WEIGHTS_DIR / ONNX_FILE))
     assert written.graph == shipped.graph and written.metadata_props == shipped.metadata_props
     assert "Music Technology Group" in {p.key: p.value for p in shipped.metadata_props}["licence"]
