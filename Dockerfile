@@ -2,6 +2,7 @@
 #   docker build -t soundalike .
 #   docker run --gpus all -p 5000:5000 -v soundalike-data:/data -v /path/to/gtzan:/gtzan:ro soundalike
 # The base image brings TensorFlow with CUDA; installing the project adds everything else (no [cpu] extra).
+# On a GPU host the network runs on TensorFlow (SOUNDALIKE_RUNTIME=keras), not on the CPU's ONNX Runtime.
 FROM tensorflow/tensorflow:2.18.0-gpu
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -10,6 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SOUNDALIKE_HOST=0.0.0.0 \
     SOUNDALIKE_PORT=5000 \
     SOUNDALIKE_DATA_DIR=/data \
+    SOUNDALIKE_RUNTIME=keras \
     SOUNDALIKE_GTZAN_DIR=/gtzan
 
 WORKDIR /app

@@ -12,7 +12,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -e '.[cpu,test]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -e '.[cpu,export,test]'
 	touch $@
 
 test: setup
@@ -30,14 +30,15 @@ run: setup
 	$(PY) app.py
 
 # The Docker image's Python layer, as far as a machine without Docker can check it: the base image's
-# TensorFlow (2.18.0), the project installed as the Dockerfile installs it, and the network's tests.
+# TensorFlow (2.18.0), the project installed as the Dockerfile installs it, and the network's tests on the
+# runtime the image serves with (its SOUNDALIKE_RUNTIME=keras).
 DOCKER_VENV ?= .venv-docker
 docker-python:
 	$(PYTHON) -m venv $(DOCKER_VENV)
 	$(DOCKER_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(DOCKER_VENV)/bin/python -m pip install --quiet tensorflow==2.18.0
 	$(DOCKER_VENV)/bin/python -m pip install --quiet . pytest
-	$(DOCKER_VENV)/bin/python -m pytest tests/test_musicnn.py tests/test_classifier.py
+	SOUNDALIKE_RUNTIME=keras $(DOCKER_VENV)/bin/python -m pytest tests/test_musicnn.py tests/test_classifier.py
 
 # The Dockerfile cannot be built here (no Docker engine): it is linted, and its entry script checked.
 lint: setup

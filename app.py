@@ -14,23 +14,19 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from model.network.tensorflow_import import import_tensorflow
+import soundfile as sf
+from flask import Flask, Response, g, jsonify, redirect, render_template, request, send_file, url_for
+from werkzeug.exceptions import HTTPException
 
-import_tensorflow()   # before the modules below load it, so that its start-up chatter stays out of the log
-
-import soundfile as sf  # noqa: E402
-from flask import Flask, Response, g, jsonify, redirect, render_template, request, send_file, url_for  # noqa: E402
-from werkzeug.exceptions import HTTPException  # noqa: E402
-
-from model.service.admission import Admission, Busy  # noqa: E402
-from model.audio.decoding import AudioError, decode  # noqa: E402
-from model.audio.av_decode import EXTENSIONS as AV_EXTENSIONS, AvFile  # noqa: E402
-from model.network.classifier import GenreClassifier  # noqa: E402
-from model.stores.demo_library import is_demo  # noqa: E402
-from model.service.library import Analysis, Library  # noqa: E402
-from model.service.settings import FORM_OVERHEAD_BYTES, from_env  # noqa: E402
-from model.stores.feature_store import Store  # noqa: E402
-from model.service.uploads import Uploads, accept_attribute, audio_extension, format_names  # noqa: E402
+from model.service.admission import Admission, Busy
+from model.audio.decoding import AudioError, decode
+from model.audio.av_decode import EXTENSIONS as AV_EXTENSIONS, AvFile
+from model.network.classifier import GenreClassifier
+from model.stores.demo_library import is_demo
+from model.service.library import Analysis, Library
+from model.service.settings import FORM_OVERHEAD_BYTES, from_env
+from model.stores.feature_store import Store
+from model.service.uploads import Uploads, accept_attribute, audio_extension, format_names
 
 # What browsers play as it is; a library or upload file in another format is sent as WAV.
 BROWSER_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg",
@@ -57,7 +53,7 @@ def default_config() -> dict[str, Any]:
             "FEATURES": s.features, "SCOPE": s.scope, "MAX_UPLOADS": s.max_uploads,
             "MAX_UPLOADS_BYTES": int(s.max_uploads_mb * 1024 * 1024),
             "MAX_FILE_BYTES": s.max_file_bytes,
-            "MAX_ANALYSES": s.max_analyses, "MAX_QUEUED": s.max_queued}
+            "MAX_ANALYSES": s.max_analyses, "MAX_QUEUED": s.max_queued, "RUNTIME": s.runtime}
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -69,7 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = limit + FORM_OVERHEAD_BYTES
     store = Store(app.config["DATA_DIR"])
     weights_dir = Path(app.config["WEIGHTS_DIR"])
-    library = Library(store, GenreClassifier.load(weights_dir), weights_dir,
+    library = Library(store, GenreClassifier.load(weights_dir, app.config["RUNTIME"]), weights_dir,
                       features=app.config["FEATURES"], scope=app.config["SCOPE"])
     uploads = Uploads(app.config["UPLOAD_DIR"], app.config["MAX_UPLOADS"], app.config["MAX_UPLOADS_BYTES"])
     admission = Admission(app.config["MAX_ANALYSES"], app.config["MAX_QUEUED"])

@@ -10,13 +10,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.network.tensorflow_import import import_tensorflow
-
-import_tensorflow()   # before the classifier loads it, so that its start-up chatter stays off the terminal
-
-from model.audio.decoding import Audio, AudioError, AudioSource, decode, resample  # noqa: E402
-from model.network.classifier import GenreClassifier, WeightsError  # noqa: E402
-from model.service.settings import from_env  # noqa: E402
+from model.audio.decoding import Audio, AudioError, AudioSource, decode, resample
+from model.network.classifier import GenreClassifier, WeightsError
+from model.service.settings import from_env
 
 
 @dataclass(frozen=True)

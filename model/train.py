@@ -11,7 +11,7 @@ balanced accuracy (mean per-genre recall), per-genre recall, the confusion matri
 calibration error, for all tracks, for tracks of 10 s or more and for 2-3 s excerpts (see
 `model.evaluate`), fits the temperature that calibrates the probabilities on those held-out
 predictions, then trains on every track and writes the head, its temperature and its figures into
-the weights folder. Nothing is random: the short crops are seeded by each track's id and content.
+the weights folder, and the classifier's ONNX export that the service runs (`model.network.onnx_export`). Nothing is random: the short crops are seeded by each track's id and content.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ import numpy as np
 from model.atomic import atomic_write
 from model.network.classifier import LAYERS, HeadInput, WeightsError, build_head, load_backbone, summarise
 from model.network.embeddings import patch_embeddings
+from model.network.onnx_export import export as export_onnx
 from model.evaluate import fit_temperature, format_report, report, softmax
 from model.params import GENRES, MAX_PATCHES, feature_params
 from model.service.settings import from_env
@@ -199,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         with atomic_write(args.weights / HEAD_INFO_FILE, "w") as f:
             json.dump(info, f, indent=2)
-        print(f"wrote {args.weights / HEAD_FILE} (training-set accuracy {info['training_set_accuracy']:.3f})")
+        print(f"wrote {args.weights / HEAD_FILE} (training-set accuracy {info['training_set_accuracy']:.3f}) "
+              f"and {export_onnx(args.weights)}")
     print(f"{time.perf_counter() - start:.0f} s")
     return 0
 

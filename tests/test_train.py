@@ -39,7 +39,11 @@ def test_training_command_is_deterministic_and_writes_a_usable_head(tmp_path, ca
         assert "balanced accuracy" in out and "confusion" in out and "temperature" in out
         info = json.loads((weights / HEAD_INFO_FILE).read_text())
         reports.append(info["held_out"]["all"])
-        heads.append(GenreClassifier.load(weights).head.get_weights())
+        heads.append(GenreClassifier.load(weights, runtime="keras").network.head.get_weights())
+        batch = np.random.default_rng(run).uniform(0, 3, size=(3, 187, 96)).astype(np.float32)
+        # The service's ONNX export is written with the head, and computes what the head computes.
+        for a, b in zip(*(GenreClassifier.load(weights, runtime=r).analyse_patches(batch) for r in ("onnx", "keras"))):
+            np.testing.assert_allclose(a, b, atol=1e-4 * max(1.0, np.abs(b).max()), rtol=0)
     assert reports[0]["tracks"] == 12 and set(reports[0]["per_genre_recall"]) == set(GENRES[:3])
     assert abs(reports[0]["balanced_accuracy"] - reports[1]["balanced_accuracy"]) < 1e-9
     assert abs(reports[0]["ece"] - reports[1]["ece"]) < 1e-6

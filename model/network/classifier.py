@@ -1,19 +1,32 @@
 """The genre classifier: MusiCNN backbones, and a calibrated softmax head over GTZAN's genres on their
-pooled features, summarised over a track's patches."""
+pooled features, summarised over a track's patches.
+
+It runs on one of two runtimes (`RUNTIMES`): "onnx", the whole classifier exported to one ONNX graph
+(`model.network.onnx_export`) and run by ONNX Runtime, which the service uses on CPU hosts (a tenth of
+TensorFlow's memory, see the README); or "keras", the Keras models on TensorFlow (training, GPU hosts).
+Keras is imported only by the functions that need it, so that the ONNX runtime never loads TensorFlow.
+"""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
-import keras
 import numpy as np
-from keras import ops
 
 from model.audio.features import log_mel_patches
-from model.network.musicnn import EMBEDDING_DIM, POOLED_DIM, build_musicnn
-from model.params import GENRES, MAX_PATCHES, N_MELS, PATCH_FRAMES, SAMPLE_RATE, feature_params
+from model.network.shapes import EMBEDDING_DIM, POOLED_DIM
+from model.params import GENRES, MAX_PATCHES, SAMPLE_RATE, feature_params
 from model.network.weights import BACKBONE_CHECKPOINTS, DEFAULT_WEIGHTS_DIR, HEAD_FILE, HEAD_INFO_FILE, backbone_file
+
+if TYPE_CHECKING:
+    import keras
+
+RUNTIMES = ("onnx", "keras")
+# A batch of log-mel patches (n, frames, mels) of one track -> its genre probabilities (genres,) and
+# its patches' MSD embeddings (n, EMBEDDING_DIM).
+Network = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 class WeightsError(RuntimeError):
@@ -62,6 +75,8 @@ class HeadInput:
 def summarise(patch_features, summaries: tuple[str, ...]):
     """(n, d) per-patch features -> (len(summaries) * d,): the statistics over the patches (numpy or
     tensors alike, so training and the service's graph compute the same thing)."""
+    from keras import ops
+
     stats = {"mean": lambda x: ops.mean(x, axis=0), "std": lambda x: ops.std(x, axis=0)}
     return ops.concatenate([stats[s](patch_features) for s in summaries], axis=-1)
 
@@ -69,6 +84,8 @@ def summarise(patch_features, summaries: tuple[str, ...]):
 def build_head(dim: int, n_genres: int = len(GENRES)) -> keras.Model:
     """Genre logits from a track's summarised features: one linear layer (a standardised logistic
     regression, with the standardisation folded into its weights, see `model.train`)."""
+    import keras
+
     x = keras.Input((dim,), name="features")
     return keras.Model(x, keras.layers.Dense(n_genres, name="genre")(x), name="genre_head")
 
@@ -77,9 +94,40 @@ def load_backbone(weights_dir: Path = DEFAULT_WEIGHTS_DIR, name: str = "msd") ->
     path = Path(weights_dir) / backbone_file(name)
     if not path.exists():
         raise WeightsError(f"no MusiCNN weights at {path}: see the README (python -m model.network.convert)")
+    from model.network.musicnn import build_musicnn
+
     backbone = build_musicnn(name=BACKBONE_CHECKPOINTS[name].lower())
     backbone.load_weights(path)
     return backbone
+
+
+def read_head_info(weights_dir: Path) -> dict:
+    """The head's json record in `weights_dir`, checked against this version's genres and parameters."""
+    info_path, head_path = weights_dir / HEAD_INFO_FILE, weights_dir / HEAD_FILE
+    if not head_path.exists() or not info_path.exists():
+        raise WeightsError(f"no trained genre head in {weights_dir}: train one with python -m model.train")
+    info = json.loads(info_path.read_text())
+    if tuple(info["genres"]) != GENRES:
+        raise WeightsError(f"the head in {weights_dir} was trained for genres {info['genres']}, "
+                           f"this version has {list(GENRES)}")
+    recorded = info.get("feature_params", {})
+    if any(recorded.get(k) != v for k, v in feature_params().items()):
+        raise WeightsError(f"the head in {weights_dir} was trained on other feature parameters "
+                           f"({recorded}): retrain it with python -m model.train")
+    if "input" not in info:
+        raise WeightsError(f"the head in {weights_dir} does not say what it reads (an older head): "
+                           f"retrain it with python -m model.train")
+    return info
+
+
+def load_head(weights_dir: Path, head_input: HeadInput) -> keras.Model:
+    head = build_head(head_input.dim)
+    try:
+        head.load_weights(weights_dir / HEAD_FILE)
+    except ValueError as error:
+        raise WeightsError(f"the head in {weights_dir} does not fit its recorded input "
+                           f"{head_input.to_json()}: {error}") from error
+    return head
 
 
 def _single_threaded_blas() -> None:
@@ -94,60 +142,40 @@ def _single_threaded_blas() -> None:
 
 class GenreClassifier:
     """Track-level genre probabilities and the recommender's embedding (the MSD backbone's mean
-    200-d embedding), from a log-mel's patches."""
+    200-d embedding), from a log-mel's patches, computed by `network` (either runtime's)."""
 
-    def __init__(self, backbones: dict[str, keras.Model], head: keras.Model, head_input: HeadInput = HeadInput(),
-                 temperature: float = 1.0, genres: tuple[str, ...] = GENRES) -> None:
-        import tensorflow as tf
-
-        self.backbones, self.head, self.head_input = backbones, head, head_input
-        self.temperature, self.genres = float(temperature), tuple(genres)
+    def __init__(self, network: Network, head_input: HeadInput = HeadInput(), genres: tuple[str, ...] = GENRES) -> None:
+        self.network, self.head_input, self.genres = network, head_input, tuple(genres)
         _single_threaded_blas()
 
-        # One traced graph for any number of patches: no per-call retracing, and none of
-        # predict()'s per-call overhead.
-        @tf.function(input_signature=[tf.TensorSpec((None, PATCH_FRAMES, N_MELS), tf.float32)])
-        def run(batch):
-            outputs = {name: backbones[name](batch, training=False) for name in backbones}
-            features = tf.concat([outputs[b][head_input.layer] for b in head_input.backbones], axis=-1)
-            logits = head(summarise(features, head_input.summaries)[None], training=False)[0]
-            return tf.nn.softmax(logits / self.temperature), outputs["msd"]["embedding"]
-
-        self._run = run
-
     @classmethod
-    def load(cls, weights_dir: Path = DEFAULT_WEIGHTS_DIR) -> "GenreClassifier":
+    def load(cls, weights_dir: Path = DEFAULT_WEIGHTS_DIR, runtime: str | None = None) -> "GenreClassifier":
+        """The classifier in `weights_dir`, on `runtime` (one of RUNTIMES; default: $SOUNDALIKE_RUNTIME, else onnx)."""
+        from model.service.settings import from_env
+
+        runtime = runtime or from_env().runtime
+        if runtime not in RUNTIMES:
+            raise WeightsError(f"no runtime {runtime!r}: SOUNDALIKE_RUNTIME is one of {', '.join(RUNTIMES)}")
         weights_dir = Path(weights_dir)
-        info_path, head_path = weights_dir / HEAD_INFO_FILE, weights_dir / HEAD_FILE
-        if not head_path.exists() or not info_path.exists():
-            raise WeightsError(f"no trained genre head in {weights_dir}: train one with python -m model.train")
-        info = json.loads(info_path.read_text())
-        if tuple(info["genres"]) != GENRES:
-            raise WeightsError(f"the head in {weights_dir} was trained for genres {info['genres']}, "
-                               f"this version has {list(GENRES)}")
-        recorded = info.get("feature_params", {})
-        if any(recorded.get(k) != v for k, v in feature_params().items()):
-            raise WeightsError(f"the head in {weights_dir} was trained on other feature parameters "
-                               f"({recorded}): retrain it with python -m model.train")
-        if "input" not in info:
-            raise WeightsError(f"the head in {weights_dir} does not say what it reads (an older head): "
-                               f"retrain it with python -m model.train")
+        info = read_head_info(weights_dir)
         head_input = HeadInput.from_json(info["input"])
-        head = build_head(head_input.dim)
-        try:
-            head.load_weights(head_path)
-        except ValueError as error:
-            raise WeightsError(f"the head in {weights_dir} does not fit its recorded input "
-                               f"{head_input.to_json()}: {error}") from error
+        if runtime == "onnx":
+            from model.network.onnx_runtime import OnnxNetwork
+
+            return cls(OnnxNetwork.load(weights_dir, info), head_input)
+        from model.network.keras_runtime import KerasNetwork
+        from model.network.tensorflow_import import import_tensorflow
+
+        import_tensorflow()   # before Keras loads it, so that its start-up chatter stays out of the log
+        head = load_head(weights_dir, head_input)
         # The MSD backbone also gives the recommender's embedding.
         backbones = {name: load_backbone(weights_dir, name) for name in dict.fromkeys(("msd",) + head_input.backbones)}
-        return cls(backbones, head, head_input, info.get("temperature", 1.0))
+        return cls(KerasNetwork(backbones, head, head_input, info.get("temperature", 1.0)), head_input)
 
     def analyse_patches(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The genre probabilities (genres,) of a track made of these patches, and their MSD
         embeddings (n, EMBEDDING_DIM)."""
-        probs, embedding = self._run(np.asarray(batch, dtype=np.float32))
-        return probs.numpy(), embedding.numpy()
+        return self.network(np.asarray(batch, dtype=np.float32))
 
     def analyse(self, y: np.ndarray, max_patches: int | None = MAX_PATCHES) -> tuple[np.ndarray, np.ndarray]:
         """A track's genre probabilities (summing to 1) and mean embedding, from its 16 kHz samples.
@@ -158,5 +186,5 @@ class GenreClassifier:
         return (probs / probs.sum()).astype(np.float32), embedding.mean(axis=0)
 
     def warm_up(self) -> None:
-        """Trace and run the graph once at its largest batch, so the first request is not the slow one."""
+        """Run the network once at its largest batch, so the first request is not the slow one."""
         self.analyse(np.zeros(30 * SAMPLE_RATE, np.float32))

@@ -10,17 +10,15 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from model.network.shapes import EMBEDDING_DIM, N_TAGS, POOLED_DIM  # noqa: F401  (this network's sizes)
 from model.params import N_MELS, PATCH_FRAMES
 
-N_TAGS = 50
-EMBEDDING_DIM = 200
-POOLED_DIM = 2 * 753  # max and mean over time of the 561 front-end and 3 x 64 mid-end features
 # TF1's tf.compat.v1.layers.batch_normalization default.
-_BN_EPSILON = 1e-3
+BN_EPSILON = 1e-3
 
 
 def _bn(name: str) -> layers.BatchNormalization:
-    return layers.BatchNormalization(epsilon=_BN_EPSILON, name=name)
+    return layers.BatchNormalization(epsilon=BN_EPSILON, name=name)
 
 
 def _max_over_freq(x):

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-
-import keras
+from typing import TYPE_CHECKING
 
 from model.atomic import atomic_write
 from model.service.settings import DEFAULT_WEIGHTS_DIR  # noqa: F401  (where the shipped weights live)
@@ -15,6 +14,10 @@ BACKBONE_FILE = "msd_musicnn.weights.h5"  # the backbone whose embedding the rec
 HEAD_FILE = "genre_head.weights.h5"
 HEAD_INFO_FILE = "genre_head.json"
 LICENCE_FILE = "LICENSE-musicnn.md"
+ONNX_FILE = "genre_classifier.onnx"  # the backbones and the head in one graph (model.network.onnx_export)
+
+if TYPE_CHECKING:   # the service's ONNX runtime never imports Keras
+    import keras
 
 
 def backbone_file(name: str) -> str:

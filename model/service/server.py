@@ -213,7 +213,7 @@ def make_server(app: Callable, settings: Settings) -> BoundedServer:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from app import create_app   # here, so that importing this module loads no TensorFlow
+    from app import create_app   # here, so that importing this module loads neither the network nor its runtime
 
     settings = from_env()
     server = make_server(create_app(), settings)

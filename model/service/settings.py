@@ -1,7 +1,7 @@
 """The service's configuration, from SOUNDALIKE_* environment variables.
 
 It imports nothing heavy, so that the server (model/service/server.py) can read its address and limits
-from it before the application loads TensorFlow."""
+from it before the application loads its network."""
 from __future__ import annotations
 
 import os
@@ -32,6 +32,7 @@ class Settings:
     max_uploads_mb: float    # ... and beyond this many MB in all
     max_analyses: int        # uploads decoded and analysed at once: bounds the service's memory
     max_queued: int          # uploads waiting for an analysis; beyond, 503 with Retry-After
+    runtime: str             # what runs the network: onnx (ONNX Runtime, CPU) | keras (TensorFlow: GPU hosts)
 
     @property
     def max_file_bytes(self) -> int:
@@ -60,4 +61,5 @@ def from_env(env: Mapping[str, str] = os.environ) -> Settings:
         max_uploads_mb=float(get("MAX_UPLOADS_MB", "2000")),
         max_analyses=int(get("MAX_ANALYSES", "2")),
         max_queued=int(get("MAX_QUEUED", "16")),
+        runtime=get("RUNTIME", "onnx"),
     )

@@ -1,0 +1,33 @@
+"""The genre classifier's network on Keras/TensorFlow: for training, and for GPU hosts (SOUNDALIKE_RUNTIME=keras)."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from model.network.classifier import HeadInput, summarise
+from model.params import N_MELS, PATCH_FRAMES
+
+
+class KerasNetwork:
+    """Patches (n, frames, mels) -> the track's genre probabilities and the patches' MSD embeddings
+    (`model.network.classifier.Network`), from the Keras backbones and head."""
+
+    def __init__(self, backbones: dict[str, keras.Model], head: keras.Model, head_input: HeadInput,
+                 temperature: float) -> None:
+        self.backbones, self.head, self.temperature = backbones, head, float(temperature)
+
+        # One traced graph for any number of patches: no per-call retracing, and none of
+        # predict()'s per-call overhead.
+        @tf.function(input_signature=[tf.TensorSpec((None, PATCH_FRAMES, N_MELS), tf.float32)])
+        def run(batch):
+            outputs = {name: backbones[name](batch, training=False) for name in backbones}
+            features = tf.concat([outputs[b][head_input.layer] for b in head_input.backbones], axis=-1)
+            logits = head(summarise(features, head_input.summaries)[None], training=False)[0]
+            return tf.nn.softmax(logits / self.temperature), outputs["msd"]["embedding"]
+
+        self._run = run
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probs, embedding = self._run(batch)
+        return probs.numpy(), embedding.numpy()
