@@ -57,3 +57,21 @@ def feature_params() -> dict:
         "chroma_hop": CHROMA_HOP,
         "n_chroma": N_CHROMA,
     }
+
+# The approximate nearest-neighbour index (model.index.ann): HNSW graphs (usearch), one per genre.
+# A genre (or, with scope "library", a library) of fewer tracks is searched exactly: below this
+# size numpy's exhaustive search is as fast as the graph and needs no build (benchmarks/bench_index.py).
+ANN_MIN_ROWS = 20000
+HNSW_CONNECTIVITY = 16       # links per node (M): memory ~ 2 * M * 4 bytes per track on the base layer
+HNSW_EXPANSION_ADD = 64      # candidates kept while linking a new node (ef_construction): build time vs graph quality
+HNSW_EXPANSION_SEARCH = 96   # candidates kept while searching (ef): recall@3 vs query time
+
+
+def index_params() -> dict:
+    """The parameters a saved index was built with, as recorded in its manifest (the search's
+    HNSW_EXPANSION_SEARCH is not one: it is set when the index is loaded)."""
+    return {
+        "ann_min_rows": ANN_MIN_ROWS,
+        "hnsw_connectivity": HNSW_CONNECTIVITY,
+        "hnsw_expansion_add": HNSW_EXPANSION_ADD,
+    }
