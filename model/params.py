@@ -61,10 +61,10 @@ def feature_params() -> dict:
 # The approximate nearest-neighbour index (model.index.ann): HNSW graphs (usearch), one per genre.
 # A genre (or, with scope "library", a library) of fewer tracks is searched exactly: below this
 # size numpy's exhaustive search is as fast as the graph and needs no build (benchmarks/bench_index.py).
-ANN_MIN_ROWS = 20000
+ANN_MIN_ROWS = 1000
 HNSW_CONNECTIVITY = 16       # links per node (M): memory ~ 2 * M * 4 bytes per track on the base layer
-HNSW_EXPANSION_ADD = 64      # candidates kept while linking a new node (ef_construction): build time vs graph quality
-HNSW_EXPANSION_SEARCH = 96   # candidates kept while searching (ef): recall@3 vs query time
+HNSW_EXPANSION_ADD = 32      # candidates kept while linking a new node (ef_construction): build time vs graph quality
+HNSW_EXPANSION_SEARCH = 128  # candidates kept while searching (ef): recall@3 vs query time
 
 
 def index_params() -> dict:

@@ -13,6 +13,7 @@ with a key (parameters, feature space, the store's tracks) that loading checks.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Callable, Collection, Mapping, Sequence, TypeVar
 
@@ -22,6 +23,7 @@ from usearch.index import Index
 
 from model.atomic import atomic_write
 from model.index.knn import K, GenreKnn, Pick, SpaceScaler
+from model.progress import Progress
 from model.params import ANN_MIN_ROWS, HNSW_CONNECTIVITY, HNSW_EXPANSION_ADD, HNSW_EXPANSION_SEARCH
 
 # A graph saved by another major version of usearch may not load: the key records it.
@@ -47,24 +49,33 @@ class AnnKnn(GenreKnn):
         self.expansion_add, self.expansion_search = expansion_add, expansion_search
         self.threads = threads   # building only (0: every core); a query runs on its caller's thread
 
-    def fit(self, X: np.ndarray, genres: Sequence[str], log: bool = False) -> "AnnKnn":
-        """`log`: show usearch's progress bar while each graph is built (minutes for 10^6 rows)."""
+    def fit(self, X: np.ndarray, genres: Sequence[str], progress: bool = False) -> "AnnKnn":
+        """`progress`: show a bar while each graph is built (minutes for 10^6 rows)."""
         super().fit(X, genres)
-        self.graphs_: dict[str, Index] = {}
-        for group, rows in self.rows_.items():
-            if len(rows) >= self.min_rows:
-                graph = Index(ndim=self.X_.shape[1], metric="l2sq", dtype="f32", connectivity=self.connectivity,
-                              expansion_add=self.expansion_add, expansion_search=self.expansion_search)
-                graph.add(rows, self.X_[rows], threads=self.threads, log=f"graph {group or 'library'}" if log else False)
-                self.graphs_[group] = graph
+        self.graphs_ = {group: self._build_graph(group, rows, progress) for group, rows in self.rows_.items()
+                        if len(rows) >= self.min_rows}
         return self
 
+    def _build_graph(self, group: str, rows: np.ndarray, progress: bool) -> Index:
+        graph = Index(ndim=self.X_.shape[1], metric="l2sq", dtype="f32", connectivity=self.connectivity,
+                      expansion_add=self.expansion_add, expansion_search=self.expansion_search)
+        bar = Progress(len(rows), f"index: graph of {group or 'the library'}") if progress else None
+
+        def step(done: int, total: int) -> bool:   # usearch checks these annotations
+            bar.update(done - bar.done)
+            return True
+
+        graph.add(rows, self.X_[rows], threads=self.threads, progress=step if bar else None)
+        return graph
+
+    def _search_graph(self, group: str, x: np.ndarray, count: int) -> np.ndarray:
+        """Library rows of about the `count` nearest in `group`'s graph."""
+        return self.graphs_[group].search(x.astype(np.float32), count, threads=1).keys.astype(np.int64)
+
     def _nearest(self, group: str, x: np.ndarray, wanted: int, exclude: Collection[int]) -> list[Pick]:
-        graph = self.graphs_.get(group)
-        if graph is None:
+        if group not in self.graphs_:
             return super()._nearest(group, x, wanted, exclude)
-        count = min(wanted + len(exclude), len(graph))
-        keys = graph.search(x.astype(np.float32), count, threads=1).keys.astype(np.int64)
+        keys = self._search_graph(group, x, min(wanted + len(exclude), len(self.rows_[group])))
         keys = keys[~np.isin(keys, list(exclude))] if exclude else keys
         # Distances as the exhaustive search computes them, so that picks of both kinds sort together.
         distances = np.linalg.norm(self.X_[keys] - x, axis=1)
@@ -142,5 +153,5 @@ def _open(path: Path, read: Callable[[Mapping[str, np.ndarray]], T]) -> T:
     try:
         with np.load(path, allow_pickle=False) as saved:
             return read(saved)
-    except (OSError, ValueError, KeyError) as error:   # a damaged file: not a zip, a missing array
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:   # a damaged file: cut short, an array missing
         raise IndexMismatch(f"the saved index at {path} is unreadable: {error}") from error

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from model.atomic import remove_leftovers
 from model.index.ann import BACKEND, AnnKnn, IndexMismatch, check_index, save_index
 from model.index.knn import SpaceScaler, chroma_summary
 from model.params import N_CHROMA, feature_params, index_params
@@ -48,20 +49,26 @@ def index_key(tracks: Sequence[Track], features: str, scope: str, mix_weights: S
 
 
 def fit_index(blocks: Sequence[np.ndarray], genres: Sequence[str], scope: str,
-              weights: Sequence[float] | None = None, log: bool = False) -> tuple[SpaceScaler, AnnKnn]:
+              weights: Sequence[float] | None = None, progress: bool = False) -> tuple[SpaceScaler, AnnKnn]:
     """The scaler over the feature spaces `blocks` ((n, width) each) and the index of their scaled rows."""
     scaler = SpaceScaler(weights).fit(blocks)
-    return scaler, AnnKnn(scope=scope).fit(scaler.transform(blocks), genres, log=log)
+    return scaler, AnnKnn(scope=scope).fit(scaler.transform(blocks), genres, progress)
 
 
 def build_index(data_dir: Path, scope: str, progress: bool = True, force: bool = False) -> Path:
     """Fit and save the chroma-summary index of the store at `data_dir`, unless the one saved there
     is current (or `force`); returns its path."""
     store = Store(data_dir)
+    with store.writer():   # the tracks cannot change meanwhile, and no other writer's temporary file is ours
+        return _build(store, scope, progress, force)
+
+
+def _build(store: Store, scope: str, progress: bool, force: bool) -> Path:
     tracks = store.tracks()
     if not tracks:
-        raise StoreError(f"the store at {data_dir} holds no tracks: build it with preprocess.py")
-    path, key = index_path(data_dir, "chroma", scope), index_key(tracks, "chroma", scope, None)
+        raise StoreError(f"the store at {store.root} holds no tracks: build it with preprocess.py")
+    path, key = index_path(store.root, "chroma", scope), index_key(tracks, "chroma", scope, None)
+    remove_leftovers(store.root, name=path.name)   # what a killed build left
     if not force:
         try:
             check_index(path, key)
@@ -78,7 +85,7 @@ def build_index(data_dir: Path, scope: str, progress: bool = True, force: bool =
         if bar:
             bar.update()
     start = time.perf_counter()
-    scaler, index = fit_index([summaries], [t.genre for t in tracks], scope, log=progress)
+    scaler, index = fit_index([summaries], [t.genre for t in tracks], scope, progress=progress)
     save_index(path, scaler, index, key)
     if progress:
         print(f"index: {len(tracks)} tracks, {len(index.graphs_)} graph(s), fitted and saved in "
