@@ -35,10 +35,7 @@ def index_path(data_dir: Path, features: str, scope: str) -> Path:
 
 def tracks_digest(tracks: Sequence[Track]) -> str:
     """SHA-256 of the tracks' genres, ids and content hashes, in the store's order (the index's rows)."""
-    digest = hashlib.sha256()
-    for track in tracks:
-        digest.update(f"{track.genre}/{track.id}/{track.content_hash}\n".encode())
-    return digest.hexdigest()
+    return hashlib.sha256("".join(f"{t.genre}/{t.id}/{t.content_hash}\n" for t in tracks).encode()).hexdigest()
 
 
 def index_key(tracks: Sequence[Track], features: str, scope: str, mix_weights: Sequence[float] | None) -> dict:
