@@ -1,6 +1,8 @@
 """The approximate index: recall against exact search, the same picks where it must be exact, and its
 saved file (round trip, stale or damaged files refused, atomic writes); the `index` command and the
 service's use of the saved index."""
+import io
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from model.index.ann import AnnKnn, IndexMismatch, load_index, save_index
 from model.index.build import build_index, index_key, index_path, main as index_main
 from model.audio.decoding import decode
 from model.index.knn import GenreKnn, SpaceScaler
+from model.progress import Progress
 from model.stores.demo_library import build
 from model.stores.feature_store import Store
 
@@ -67,6 +70,14 @@ def test_fall_back_and_exclusion_through_graphs():
     assert len(index.graphs_) == 3
     assert [p.index for p in index.query(np.zeros(2), ["jazz", "pop", "rock"])] == [0, 4, 5]
     assert [p.index for p in index.query(np.zeros(2), ["rock", "pop"], exclude={1, 2})] == [3, 4, 5]
+
+
+def test_building_graphs_shows_progress(library, monkeypatch):
+    _, X, genres, _, _ = library
+    shown = io.StringIO()
+    monkeypatch.setattr(ann, "Progress", lambda total, label: Progress(total, label, stream=shown))
+    AnnKnn(min_rows=100).fit(X, genres, progress=True)
+    assert all(f"index: graph of {g}" in shown.getvalue() for g in GENRES)
 
 
 def test_a_saved_index_loads_with_the_same_picks(library, tmp_path):

@@ -29,6 +29,7 @@ from model.params import ANN_MIN_ROWS, HNSW_CONNECTIVITY, HNSW_EXPANSION_ADD, HN
 # A graph saved by another major version of usearch may not load: the key records it.
 BACKEND = f"usearch {usearch.__version__.split('.')[0]}"
 T = TypeVar("T")
+ADD_BLOCK = 20000   # rows added to a graph between two progress reports
 
 
 class IndexMismatch(RuntimeError):
@@ -60,12 +61,11 @@ class AnnKnn(GenreKnn):
         graph = Index(ndim=self.X_.shape[1], metric="l2sq", dtype="f32", connectivity=self.connectivity,
                       expansion_add=self.expansion_add, expansion_search=self.expansion_search)
         bar = Progress(len(rows), f"index: graph of {group or 'the library'}") if progress else None
-
-        def step(done: int, total: int) -> bool:   # usearch checks these annotations
-            bar.update(done - bar.done)
-            return True
-
-        graph.add(rows, self.X_[rows], threads=self.threads, progress=step if bar else None)
+        for start in range(0, len(rows), ADD_BLOCK):
+            block = rows[start:start + ADD_BLOCK]
+            graph.add(block, self.X_[block], threads=self.threads)
+            if bar:
+                bar.update(len(block))
         return graph
 
     def _search_graph(self, group: str, x: np.ndarray, count: int) -> np.ndarray:
