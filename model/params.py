@@ -64,7 +64,7 @@ def feature_params() -> dict:
 ANN_MIN_ROWS = 1000
 HNSW_CONNECTIVITY = 16       # links per node (M): memory ~ 2 * M * 4 bytes per track on the base layer
 HNSW_EXPANSION_ADD = 32      # candidates kept while linking a new node (ef_construction): build time vs graph quality
-HNSW_EXPANSION_SEARCH = 128  # candidates kept while searching (ef): recall@3 vs query time
+HNSW_EXPANSION_SEARCH = 256  # candidates kept while searching (ef): recall@3 vs query time
 
 
 def index_params() -> dict:
