@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as error:   # every file skipped: no tracks to index
         print(f"preprocess: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\npreprocess: interrupted while indexing; the store is complete, and `python -m model.index.build` "
+              "(or the service, at start) builds the index", file=sys.stderr)
+        return 130
     return 0
 
 

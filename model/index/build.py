@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as error:
         print(f"index: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nindex: interrupted; the index saved before, if any, is unchanged", file=sys.stderr)
+        return 130
     return 0
 
 
