@@ -219,7 +219,11 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--no-crossover", action="store_true", help="skip the exhaustive-against-graph sizes")
     args = parser.parse_args()
-    centres, centre_genres = clip_summaries()
+    try:
+        centres, centre_genres = clip_summaries()
+    except FileNotFoundError as error:
+        print(f"bench_index: {error}", file=sys.stderr)
+        return 1
     if not args.no_crossover:
         raw, _ = synthetic_library(centres, centre_genres, max(CROSSOVER_SIZES) + 200, seed=2)
         crossover(SpaceScaler().fit([raw]).transform([raw]).astype(np.float32))
