@@ -23,6 +23,7 @@ bench: setup
 	$(PY) benchmarks/bench_predict.py
 	$(PY) benchmarks/bench_api.py
 	$(PY) benchmarks/bench_copies.py
+	$(PY) benchmarks/bench_index.py --tracks 100000 1000000
 
 # Serves on SOUNDALIKE_HOST:SOUNDALIKE_PORT (127.0.0.1:5000) with waitress (model/service/server.py). A data
 # folder with no store gets the synthesised demo library first, so a fresh clone has something to serve.

@@ -4,6 +4,7 @@
 
 SOURCE is a GTZAN collection (the Kaggle copy, the original tarball's `genres/`) or any folder of
 <genre>/ sub-folders of audio. A re-run stores only what is new; an interrupted run is completed.
+The recommender's index is then fitted and saved beside the store (model.index.build).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from model.index.build import build_index
 from model.stores.ingest import ingest
 from model.service.settings import from_env
 from model.stores.feature_store import StoreError
@@ -36,6 +38,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"preprocess: no audio files under {args.source} (expected <genre>/ folders of wav, au, flac, "
               "ogg, mp3 ...)", file=sys.stderr)
         return 1
+    try:
+        build_index(args.data, from_env().scope)
+    except StoreError as error:   # every file skipped: no tracks to index
+        print(f"preprocess: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\npreprocess: interrupted while indexing; the store is complete, and `python -m model.index.build` "
+              "(or the service, at start) builds the index", file=sys.stderr)
+        return 130
     return 0
 
 

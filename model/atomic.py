@@ -28,12 +28,12 @@ def atomic_write(target: Path, mode: str = "wb") -> Iterator[IO]:
             os.unlink(tmp)
 
 
-def remove_leftovers(folder: Path, older_than_s: float = 0.0) -> int:
+def remove_leftovers(folder: Path, older_than_s: float = 0.0, name: str = "") -> int:
     """Delete temporary files that a killed writer left in `folder` (those last written more than
-    `older_than_s` seconds ago); returns how many."""
+    `older_than_s` seconds ago; only those of the file `name`, if given); returns how many."""
     removed = 0
     cutoff = time.time() - older_than_s
-    for leftover in folder.glob(f".*{TMP_SUFFIX}"):
+    for leftover in folder.glob(f".{name}*{TMP_SUFFIX}"):
         try:
             if older_than_s and leftover.stat().st_mtime > cutoff:
                 continue

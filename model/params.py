@@ -57,3 +57,22 @@ def feature_params() -> dict:
         "chroma_hop": CHROMA_HOP,
         "n_chroma": N_CHROMA,
     }
+
+# The approximate nearest-neighbour index (model.index.ann): HNSW graphs (usearch), one per genre.
+# A genre (or, with scope "library", a library) of fewer tracks is searched exhaustively: at 500 tracks
+# that is as fast as a graph (0.15 ms), at 1,000 twice as slow (0.3 ms), at 10,000 twenty times
+# (benchmarks/bench_index.py); below, it is exact and needs no build.
+ANN_MIN_ROWS = 1000
+HNSW_CONNECTIVITY = 16       # links per node (M): memory ~ 2 * M * 4 bytes per track on the base layer
+HNSW_EXPANSION_ADD = 32      # candidates kept while linking a new node (ef_construction): build time vs graph quality
+HNSW_EXPANSION_SEARCH = 256  # candidates kept while searching (ef): recall@3 vs query time
+
+
+def index_params() -> dict:
+    """The parameters a saved index was built with, as recorded in its manifest (the search's
+    HNSW_EXPANSION_SEARCH is not one: it is set when the index is loaded)."""
+    return {
+        "ann_min_rows": ANN_MIN_ROWS,
+        "hnsw_connectivity": HNSW_CONNECTIVITY,
+        "hnsw_expansion_add": HNSW_EXPANSION_ADD,
+    }

@@ -13,6 +13,10 @@ import numpy as np
 
 # A space is named for a pick that is nearer the upload in it than this share of the library.
 CLOSE_SHARE = 0.25
+# Rows (evenly spaced over the library) that share is estimated from in a larger library: comparing an
+# upload with all 10^6 tracks would take longer than finding its picks; the quartile of 10^4 distances
+# is off by well under 1% of the library.
+SHARE_SAMPLE = 10000
 SPACE_WORDS = {"chroma": "close harmony/key profile", "embedding": "close timbre"}
 
 
@@ -23,7 +27,8 @@ def reasons(query: np.ndarray, library: np.ndarray, spaces: Sequence[tuple[str, 
     `query` and `library` are rows of the search space, whose columns `spaces` names (space name,
     columns); `genre_order` is the upload's genres, most probable first; rows in `exclude` (copies
     of the upload) are left out of the comparison."""
-    others = np.setdiff1d(np.arange(len(library)), np.asarray(exclude, dtype=int))
+    others = np.arange(0, len(library), max(1, len(library) // SHARE_SAMPLE))
+    others = others[~np.isin(others, np.asarray(exclude, dtype=int))]
     thresholds = {}
     for name, columns in spaces:
         distances = np.linalg.norm(library[others][:, columns] - query[columns], axis=1)

@@ -69,13 +69,15 @@ class GenreKnn:
     first) until k tracks are found: a genre holding fewer than k tracks is topped up from the
     next. Library genres not in that order (a folder of one's own music) come last, nearest first."""
 
+    dtype = np.float64   # of the library matrix X_
+
     def __init__(self, k: int = K, scope: str = "genre") -> None:
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}, not {scope!r}")
         self.k, self.scope = k, scope
 
     def fit(self, X: np.ndarray, genres: Sequence[str]) -> "GenreKnn":
-        X = np.asarray(X, dtype=np.float64)
+        X = np.asarray(X, dtype=self.dtype)
         if len(X) != len(genres):
             raise ValueError(f"{len(X)} rows but {len(genres)} genres")
         groups: dict[str, list[int]] = {}
@@ -89,7 +91,9 @@ class GenreKnn:
         # Exhaustive search: for a library of thousands of tracks it takes well under a millisecond,
         # where scikit-learn's NearestNeighbors spends ~15 ms starting OpenMP threads that then
         # fight the network's threads for the cores.
-        rows = np.array([r for r in self.rows_[group] if r not in exclude], dtype=int)
+        rows = self.rows_[group]
+        if exclude:
+            rows = rows[~np.isin(rows, list(exclude))]
         distances = np.linalg.norm(self.X_[rows] - x, axis=1)
         order = np.argsort(distances, kind="stable")[:wanted]
         return [Pick(int(rows[i]), float(distances[i])) for i in order]

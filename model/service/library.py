@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,13 @@ from model.index.explain import reasons
 from model.audio.features import chromagram
 from model.index.fingerprint import FingerprintIndex, fingerprint, query_prints
 from model.params import MAX_PATCHES
-from model.index.knn import GenreKnn, SpaceScaler, chroma_summary
+from model.index.ann import IndexMismatch, load_index
+from model.index.build import fit_index, index_key, index_path
+from model.index.knn import chroma_summary
 from model.stores.feature_store import Store, StoreError, Track
 from model.network.weights import BACKBONE_FILE, file_digest
+
+log = logging.getLogger("soundalike.library")
 
 # The feature spaces each setting searches, in the order of their columns.
 SPACES = {"chroma": ("chroma",), "embedding": ("embedding",), "mix": ("chroma", "embedding")}
@@ -71,10 +76,16 @@ class Library:
             summaries.append(chroma_summary(stored["chroma"]))
             fingerprints.append(fingerprint(stored["mel"]))
         self.copies = FingerprintIndex().fit(fingerprints)
-        blocks = self._blocks(lambda: np.array(summaries), lambda: self._embeddings(Path(weights_dir)))
-        self.scaler = SpaceScaler(mix_weights if features == "mix" else None).fit(blocks)
-        self.index = GenreKnn(scope=scope).fit(self.scaler.transform(blocks), [t.genre for t in self.tracks])
-        edges = np.cumsum([0] + [np.shape(b)[1] for b in blocks])
+        # The index saved beside the store (python -m model.index.build) if it was built for these tracks and settings.
+        try:
+            self.scaler, self.index = load_index(index_path(store.root, features, scope),
+                                                 index_key(self.tracks, features, scope, mix_weights))
+        except IndexMismatch as error:
+            log.info("%s: building the index in memory", error)
+            blocks = self._blocks(lambda: np.array(summaries), lambda: self._embeddings(Path(weights_dir)))
+            self.scaler, self.index = fit_index(blocks, [t.genre for t in self.tracks], scope,
+                                                mix_weights if features == "mix" else None)
+        edges = np.cumsum([0] + [np.shape(m)[0] for m in self.scaler.mean_])
         self._spaces = [(name, slice(a, b)) for name, a, b in zip(SPACES[features], edges[:-1], edges[1:])]
         self.warm_up()
 
