@@ -15,7 +15,7 @@ from model.network.classifier import GenreClassifier
 from model.network.embeddings import patch_embeddings
 from model.index.explain import reasons
 from model.audio.features import chromagram
-from model.index.fingerprint import FingerprintIndex, fingerprint, query_prints
+from model.index.fingerprint import FingerprintIndex, query_prints
 from model.params import MAX_PATCHES
 from model.index.knn import GenreKnn, SpaceScaler, chroma_summary
 from model.stores.feature_store import Store, StoreError, Track
@@ -64,14 +64,9 @@ class Library:
         self._by_hash: dict[str, list[int]] = {}
         for row, track in enumerate(self.tracks):
             self._by_hash.setdefault(track.content_hash, []).append(row)
-        # Each track's stored features are read once, for its chroma summary and its fingerprint.
-        summaries, fingerprints = [], []
-        for track in self.tracks:
-            stored = store.load(track)
-            summaries.append(chroma_summary(stored["chroma"]))
-            fingerprints.append(fingerprint(stored["mel"]))
-        self.copies = FingerprintIndex().fit(fingerprints)
-        blocks = self._blocks(lambda: np.array(summaries), lambda: self._embeddings(Path(weights_dir)))
+        # Each track's chroma summary and fingerprint are columns of the store's rows: no features file is read.
+        self.copies = FingerprintIndex().fit(store.fingerprints(self.tracks))
+        blocks = self._blocks(lambda: store.chroma_summaries(self.tracks), lambda: self._embeddings(Path(weights_dir)))
         self.scaler = SpaceScaler(mix_weights if features == "mix" else None).fit(blocks)
         self.index = GenreKnn(scope=scope).fit(self.scaler.transform(blocks), [t.genre for t in self.tracks])
         edges = np.cumsum([0] + [np.shape(b)[1] for b in blocks])
