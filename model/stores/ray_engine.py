@@ -29,7 +29,8 @@ LOCAL_OBJECT_STORE_BYTES = 100 * 1024 * 1024
 _worker_ready = False
 
 
-def _connect(address: str | None, workers: int | None) -> None:
+def _connect(address: str | None, workers: int | None):
+    """Ray, connected to the cluster at `address` or to a local Ray started with `workers` CPUs."""
     try:
         import ray
     except ImportError:
@@ -43,6 +44,7 @@ def _connect(address: str | None, workers: int | None) -> None:
             ray.init(num_cpus=workers or os.cpu_count() or 1, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **options)
     except Exception as error:   # Ray raises ConnectionError, RuntimeError, ValueError... with its own message
         raise EngineError(f"Ray could not start{' at ' + address if address else ''}: {error}") from error
+    return ray
 
 
 def _prepare_worker() -> None:
@@ -68,14 +70,14 @@ def run(attempt: Callable[[Path | None, Candidate], Result], mel_root: Path | No
     """Call `record(candidate, attempt(mel_root, candidate))` for every candidate, `attempt` running in
     Ray tasks (at most `workers` at once; default: every CPU of the cluster). `attempt` must be
     importable (or registered with cloudpickle) where the workers run."""
-    import ray
-    from ray.data import DataContext, TaskPoolStrategy
-
     from model.audio.features import warm_up
 
-    warm_up()   # publishes librosa's compiled code before the local workers start, so none compiles it
-    _connect(address, workers)
+    ray = _connect(address, workers)
     try:
+        from ray.data import DataContext, TaskPoolStrategy
+
+        warm_up()   # publishes librosa's compiled code before a local worker needs it, so none compiles it
+
         context = DataContext.get_current()
         context.max_errored_blocks = -1   # a block (one track) whose worker died every time is skipped
         context.enable_progress_bars = False
