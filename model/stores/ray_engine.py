@@ -81,7 +81,7 @@ def run(attempt: Callable[[Path | None, Candidate], Result], mel_root: Path | No
         context = DataContext.get_current()
         context.max_errored_blocks = -1   # a block (one track) whose worker died every time is skipped
         context.enable_progress_bars = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)   # its notes on the run; errors still show
         items = [{"n": n, "genre": c.genre, "id": c.id, "path": str(c.path)} for n, c in enumerate(todo)]
         with warnings.catch_warnings():
             # Ray 2.60 names no parameter for max_retries but warns about the generic ones; its default for
