@@ -36,12 +36,13 @@ def _connect(address: str | None, workers: int | None):
     except ImportError:
         raise EngineError("the ray engine needs Ray: pip install '.[cluster]'") from None
     # Ray's own log lines go to its session folder; a run's progress is preprocess's own bar.
-    options = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    quiet = dict(logging_level=logging.WARNING, log_to_driver=False)
     try:
         if address:
-            ray.init(address=address, **options)
+            ray.init(address=address, **quiet)
         else:
-            ray.init(num_cpus=workers or os.cpu_count() or 1, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **options)
+            ray.init(num_cpus=workers or os.cpu_count() or 1, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                     include_dashboard=False, **quiet)
     except Exception as error:   # Ray raises ConnectionError, RuntimeError, ValueError... with its own message
         raise EngineError(f"Ray could not start{' at ' + address if address else ''}: {error}") from error
     return ray
