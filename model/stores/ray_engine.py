@@ -41,8 +41,9 @@ def _connect(address: str | None, workers: int | None):
         if address:
             ray.init(address=address, **quiet)
         else:
-            ray.init(num_cpus=workers or os.cpu_count() or 1, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                     include_dashboard=False, **quiet)
+            # "local": a Ray of this run's own, never a cluster that `ray start` left on this machine.
+            ray.init(address="local", num_cpus=workers or os.cpu_count() or 1,
+                     object_store_memory=LOCAL_OBJECT_STORE_BYTES, include_dashboard=False, **quiet)
     except Exception as error:   # Ray raises ConnectionError, RuntimeError, ValueError... with its own message
         hint = (" (a cluster with token authentication, the default of `ray start` since Ray 2.59, also needs "
                 "RAY_AUTH_MODE=token and its token here: README, 'A large catalogue')") if address else ""
