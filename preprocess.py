@@ -1,10 +1,12 @@
 """Build Soundalike's feature store from a music collection.
 
-    python preprocess.py SOURCE [--data DIR] [--workers N]
+    python preprocess.py SOURCE [--data DIR] [--workers N] [--no-keep-mel] [--engine ray [--address ADDRESS]]
 
 SOURCE is a GTZAN collection (the Kaggle copy, the original tarball's `genres/`) or any folder of
 <genre>/ sub-folders of audio. A re-run stores only what is new; an interrupted run is completed.
 The recommender's index is then fitted and saved beside the store (model.index.build).
+A large catalogue: --no-keep-mel keeps ~8 kB a track instead of 0.75 MB (the service serves it; training
+and the embedding feature space need the log-mels), and --engine ray spreads the work over a Ray cluster.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import sys
 from pathlib import Path
 
 from model.index.build import build_index
-from model.stores.ingest import ingest
+from model.stores.ingest import ENGINES, EngineError, ingest
 from model.service.settings import from_env
 from model.stores.feature_store import StoreError
 
@@ -23,11 +25,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", type=Path, help="GTZAN collection or music folder with <genre>/ sub-folders")
     parser.add_argument("--data", type=Path, default=from_env().data_dir,
                         help="store folder (default: $SOUNDALIKE_DATA_DIR, else data/)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes, or Ray tasks at once (default: one per core, or per CPU of the cluster)")
+    parser.add_argument("--keep-mel", action=argparse.BooleanOptionalAction, default=None,
+                        help="keep every track's full log-mel and chromagram (default: as the store was built; "
+                             "a new store keeps them)")
+    parser.add_argument("--engine", choices=ENGINES, default="local",
+                        help="local: processes on this machine; ray: Ray Data tasks (pip install '.[cluster]')")
+    parser.add_argument("--address", default=None,
+                        help="with --engine ray: the cluster (auto, HOST:6379 or ray://HOST:10001; default: "
+                             "a local Ray started for the run)")
     args = parser.parse_args(argv)
+    if args.address and args.engine != "ray":
+        parser.error("--address needs --engine ray")
     try:
-        summary = ingest(args.source, args.data, workers=args.workers)
-    except (FileNotFoundError, StoreError) as error:
+        summary = ingest(args.source, args.data, workers=args.workers, log_mel=args.keep_mel, engine=args.engine,
+                         address=args.address)
+    except (FileNotFoundError, StoreError, EngineError) as error:
         print(f"preprocess: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -39,7 +39,8 @@ MAX_DURATION_S = 20 * 60     # s: longer audio is refused; its 16 kHz float32 sa
 FULL_SCALE_HEADROOM = 2.0    # peak, times full scale
 MAX_FLOAT_PEAK = 1000.0      # peak, times full scale
 
-# Bump when the way features are computed changes without a parameter changing.
+# Bump when the way features (or the chroma summaries and fingerprints stored of them) are computed changes
+# without a parameter changing.
 FEATURE_VERSION = 1
 
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO, tone, write_audio
@@ -25,7 +26,10 @@ def make_collection(root, genres=("blues", "rock"), per_genre=2, ext=".wav", sec
 
 
 def assert_readable(store: Store) -> None:
-    for track in store.tracks():
+    tracks = store.tracks()
+    assert store.chroma_summaries(tracks).shape == (len(tracks), 3 * N_CHROMA)
+    assert all(len(f.hashes) == len(f.times) > 0 for f in store.fingerprints(tracks))
+    for track in tracks if store.keeps_mel else []:
         features = store.load(track)
         assert features["mel"].shape[1] == N_MELS and features["chroma"].shape[0] == N_CHROMA
 
@@ -128,14 +132,21 @@ def test_cli_prints_a_summary_and_fails_cleanly_on_a_missing_source(tmp_path):
 
 
 def _stored(data) -> int:
-    """Tracks in the tables right now (read while a writer may be renaming them)."""
-    return sum(max(0, len(t.read_text().splitlines()) - 1) for t in data.glob("*/tracks.csv"))
+    """Tracks in the shards right now (read while a writer may be adding or merging them)."""
+    ids = set()
+    for shard in data.glob("*/part-*.parquet"):
+        try:
+            ids.update(pq.read_table(shard, columns=["id"]).column("id").to_pylist())
+        except FileNotFoundError:   # merged meanwhile: its rows are in a newer shard
+            continue
+    return len(ids)
 
 
-def test_kill_9_at_any_moment_leaves_a_readable_store_that_the_next_run_completes(tmp_path):
+@pytest.mark.parametrize("keep_mel", ["--keep-mel", "--no-keep-mel"])
+def test_kill_9_at_any_moment_leaves_a_readable_store_that_the_next_run_completes(tmp_path, keep_mel):
     source = make_collection(tmp_path / "src", genres=("blues", "disco", "pop", "rock"), per_genre=10, seconds=20.0)
     data = tmp_path / "data"
-    command = [sys.executable, "preprocess.py", str(source), "--data", str(data), "--workers", "2"]
+    command = [sys.executable, "preprocess.py", str(source), "--data", str(data), "--workers", "2", keep_mel]
     partial = []
     # Kill during start-up, then as soon as the store holds 5, 15 and 25 tracks: mid-write, most likely.
     for stored_by_then in (0, 5, 15, 25):
@@ -155,9 +166,10 @@ def test_kill_9_at_any_moment_leaves_a_readable_store_that_the_next_run_complete
     final = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr
     store = Store(data)
-    assert len(store) == 40
+    assert len(store) == 40 and store.keeps_mel == (keep_mel == "--keep-mel")
     assert_readable(store)
     assert not list(data.rglob("*.tmp"))
+    assert len(list(data.glob("*/features/*.npz"))) == (40 if store.keeps_mel else 0)
 
 
 def _session(sid: int) -> list[int]:

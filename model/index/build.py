@@ -21,9 +21,8 @@ import numpy as np
 
 from model.atomic import remove_leftovers
 from model.index.ann import BACKEND, AnnKnn, IndexMismatch, check_index, save_index
-from model.index.knn import SpaceScaler, chroma_summary
-from model.params import N_CHROMA, feature_params, index_params
-from model.progress import Progress
+from model.index.knn import SpaceScaler
+from model.params import feature_params, index_params
 from model.stores.feature_store import Store, StoreError, Track
 
 INDEX_FILE = "knn-index.{features}.{scope}.npz"
@@ -75,14 +74,9 @@ def _build(store: Store, scope: str, progress: bool, force: bool) -> Path:
         except IndexMismatch as reason:
             if progress and path.exists():
                 print(f"index: rebuilding: {reason}", file=sys.stderr)
-    bar = Progress(len(tracks), "index: chroma summaries") if progress else None
-    summaries = np.empty((len(tracks), 3 * N_CHROMA))
-    for row, track in enumerate(tracks):
-        summaries[row] = chroma_summary(store.load(track)["chroma"])
-        if bar:
-            bar.update()
     start = time.perf_counter()
-    scaler, index = fit_index([summaries], [t.genre for t in tracks], scope, progress=progress)
+    # The summaries are a column of the store's rows: no features file is read (a store may keep none).
+    scaler, index = fit_index([store.chroma_summaries(tracks)], [t.genre for t in tracks], scope, progress=progress)
     save_index(path, scaler, index, key)
     if progress:
         print(f"index: {len(tracks)} tracks, {len(index.graphs_)} graph(s), fitted and saved in "

@@ -39,6 +39,13 @@ MAX_QUERY_S = 30.0   # a longer upload is recognised by its first 30 s (which a 
 QUERY_PHASES = 2
 
 
+def fingerprint_params() -> dict:
+    """What a library track's fingerprint depends on, beyond the log-mel's parameters: stores that keep
+    fingerprints record it (model.stores.feature_store)."""
+    return {"peak_frames": PEAK_FRAMES, "peak_bands": PEAK_BANDS, "peak_floor": PEAK_FLOOR, "fan_out": FAN_OUT,
+            "max_dt": MAX_DT, "max_df": MAX_DF}
+
+
 @dataclass(frozen=True)
 class Fingerprint:
     hashes: np.ndarray   # (n,) uint32

@@ -16,7 +16,7 @@ from model.network.classifier import GenreClassifier
 from model.network.embeddings import patch_embeddings
 from model.index.explain import reasons
 from model.audio.features import chromagram
-from model.index.fingerprint import FingerprintIndex, fingerprint, query_prints
+from model.index.fingerprint import FingerprintIndex, query_prints
 from model.params import MAX_PATCHES
 from model.index.ann import IndexMismatch, load_index
 from model.index.build import fit_index, index_key, index_path
@@ -69,20 +69,15 @@ class Library:
         self._by_hash: dict[str, list[int]] = {}
         for row, track in enumerate(self.tracks):
             self._by_hash.setdefault(track.content_hash, []).append(row)
-        # Each track's stored features are read once, for its chroma summary and its fingerprint.
-        summaries, fingerprints = [], []
-        for track in self.tracks:
-            stored = store.load(track)
-            summaries.append(chroma_summary(stored["chroma"]))
-            fingerprints.append(fingerprint(stored["mel"]))
-        self.copies = FingerprintIndex().fit(fingerprints)
+        # Each track's chroma summary and fingerprint are columns of the store's rows: no features file is read.
+        self.copies = FingerprintIndex().fit(store.fingerprints(self.tracks))
         # The index saved beside the store (python -m model.index.build) if it was built for these tracks and settings.
         try:
             self.scaler, self.index = load_index(index_path(store.root, features, scope),
                                                  index_key(self.tracks, features, scope, mix_weights))
         except IndexMismatch as error:
             log.info("%s: building the index in memory", error)
-            blocks = self._blocks(lambda: np.array(summaries), lambda: self._embeddings(Path(weights_dir)))
+            blocks = self._blocks(lambda: store.chroma_summaries(self.tracks), lambda: self._embeddings(Path(weights_dir)))
             self.scaler, self.index = fit_index(blocks, [t.genre for t in self.tracks], scope,
                                                 mix_weights if features == "mix" else None)
         edges = np.cumsum([0] + [np.shape(m)[0] for m in self.scaler.mean_])

@@ -1,36 +1,65 @@
-"""The feature store: per-genre folders of per-track chromagrams and log-mels, with a track table
-per genre and a manifest of the parameters the features were computed with.
+"""The feature store: per genre, Parquet shards of what the service needs of each track, and (where
+the store keeps them) each track's full chromagram and log-mel; a manifest records the parameters
+everything was computed with.
 
-    DATA/manifest.json                 feature parameters and library versions
-    DATA/<genre>/tracks.csv            id, source, duration_s, content_hash
-    DATA/<genre>/features/<id>.npz     mel (frames, N_MELS), chroma (N_CHROMA, frames)
+    DATA/manifest.json                     format, feature and fingerprint parameters, library versions, log_mel
+    DATA/<genre>/part-<n>.parquet          one row per track: id, source, duration_s, content_hash,
+                                           chroma_summary (3 * N_CHROMA float64), fingerprint_hashes (uint32 list),
+                                           fingerprint_times (int32 list)
+    DATA/<genre>/features/<id>.npz         mel (frames, N_MELS), chroma (N_CHROMA, frames): only with log_mel
 
-Every file is written to a temporary file and renamed, features before the table row that names
-them, so a writer killed at any moment leaves a readable store; tracks missing from a table are
-simply computed again by the next run.
+A row is about 8 kB (the fingerprint, mostly) where the features file of a 30 s clip is 0.75 MB, so a
+catalogue of millions of tracks is kept without the features files (`log_mel` false): the service
+serves it (chroma summaries, fingerprints), while training and the network's embedding space need them.
+
+Rows are buffered by the writer and written as one new shard per genre at most FLUSH_S after they
+were computed: a temporary file, renamed, after every features file it names. So a writer killed at
+any moment leaves a readable store; what it had not written is computed again by the next run.
+Shards are never changed; small ones are merged into a new one, whose rows readers take once.
+A store of format 1 (a tracks.csv table per genre) is upgraded when it is first opened.
 """
 from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import json
+import math
 import re
-from dataclasses import asdict, dataclass, fields
+import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from model.atomic import atomic_write, remove_leftovers
-from model.params import feature_params
+from model.index.fingerprint import Fingerprint, fingerprint, fingerprint_params
+from model.index.knn import chroma_summary
+from model.params import N_CHROMA, feature_params
 
 MANIFEST = "manifest.json"
 LOCK = ".writer.lock"
-TABLE = "tracks.csv"
 FEATURES = "features"
-STORE_FORMAT = 1
+FORMAT_1_TABLE = "tracks.csv"   # format 1's track table, upgraded on opening
+SHARD_PREFIX, SHARD_SUFFIX = "part-", ".parquet"
+STORE_FORMAT = 2
+SUMMARY_SIZE = 3 * N_CHROMA   # model.index.knn.chroma_summary
+# Rows are written at least this often (s): what a killed run loses, at most.
+FLUSH_S = 1.0
+# Size-tiered merging: MERGE_AT shards of one tier (rows within a factor MERGE_AT) become one, so a
+# genre holds O(MERGE_AT * log(rows)) shards whatever the flushes; shards of SHARD_ROWS rows or more
+# stay as they are (a merge of those would rewrite gigabytes to save a few files).
+MERGE_AT = 8
+SHARD_ROWS = 50_000
+_TRACK_COLUMNS = ["id", "source", "duration_s", "content_hash"]
+SCHEMA = pa.schema([
+    ("id", pa.string()), ("source", pa.string()), ("duration_s", pa.float64()), ("content_hash", pa.string()),
+    ("chroma_summary", pa.list_(pa.float64(), SUMMARY_SIZE)),
+    ("fingerprint_hashes", pa.list_(pa.uint32())), ("fingerprint_times", pa.list_(pa.int32())),
+])
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -47,9 +76,22 @@ class Track:
     content_hash: str    # model.audio.decoding.Audio.content_hash
 
 
+@dataclass(frozen=True)
+class Entry:
+    """A track's row: what the service needs of it without its full features."""
+    track: Track
+    chroma_summary: np.ndarray   # (SUMMARY_SIZE,) float64, model.index.knn.chroma_summary
+    fingerprint: Fingerprint     # model.index.fingerprint.fingerprint of its log-mel
+
+
 def safe_name(text: str) -> str:
     """A name fit for a file and a URL: letters, digits, '.', '_' and '-'."""
     return _SAFE.sub("_", text).strip("._") or "_"
+
+
+def store_params() -> dict:
+    """What a store's rows and features depend on: the feature and the fingerprint parameters."""
+    return {**feature_params(), "fingerprint": fingerprint_params()}
 
 
 def _versions() -> dict[str, str]:
@@ -57,57 +99,134 @@ def _versions() -> dict[str, str]:
     return {name: metadata.version(name) for name in names}
 
 
-class Store:
-    """A feature store rooted at a folder. Opening one checks its manifest against `feature_params()`."""
+def _shard_number(path: Path) -> int:
+    return int(path.name[len(SHARD_PREFIX):-len(SHARD_SUFFIX)])
 
-    def __init__(self, root: Path | str, create: bool = False) -> None:
+
+def _lists(column: pa.ChunkedArray) -> list[np.ndarray]:
+    """A list column as one numpy array per row (views of one buffer)."""
+    array = column.combine_chunks()
+    offsets, values = array.offsets.to_numpy(), array.values.to_numpy(zero_copy_only=False)
+    return [values[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+def _table(entries: list[Entry]) -> pa.Table:
+    def lists(arrays: list[np.ndarray], dtype) -> pa.ListArray:
+        offsets = np.cumsum([0] + [len(a) for a in arrays]).astype(np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate(arrays).astype(dtype)))
+
+    tracks = [e.track for e in entries]
+    summaries = np.concatenate([np.asarray(e.chroma_summary, np.float64) for e in entries])
+    return pa.Table.from_arrays([
+        pa.array([t.id for t in tracks], pa.string()), pa.array([t.source for t in tracks], pa.string()),
+        pa.array([t.duration_s for t in tracks], pa.float64()), pa.array([t.content_hash for t in tracks], pa.string()),
+        pa.FixedSizeListArray.from_arrays(pa.array(summaries), SUMMARY_SIZE),
+        lists([e.fingerprint.hashes for e in entries], np.uint32), lists([e.fingerprint.times for e in entries], np.int32),
+    ], schema=SCHEMA)
+
+
+def _first_of_each_id(table: pa.Table) -> pa.Table:
+    """Rows with an id seen before dropped: a merge killed before it removed its inputs leaves rows twice."""
+    _, first = np.unique(np.asarray(table.column("id").to_pylist(), dtype=object), return_index=True)
+    return table.take(np.sort(first)) if len(first) < table.num_rows else table
+
+
+class Store:
+    """A feature store rooted at a folder. Opening one checks its manifest against `store_params()`.
+
+    `log_mel` (only when the store is created): keep every track's full log-mel and chromagram."""
+
+    def __init__(self, root: Path | str, create: bool = False, log_mel: bool | None = None) -> None:
         self.root = Path(root)
+        self._pending: dict[str, list[Entry]] = {}
+        self._flushed_at = time.monotonic()
         manifest_path = self.root / MANIFEST
         if manifest_path.exists():
-            self.manifest = self._check(json.loads(manifest_path.read_text()))
+            manifest = json.loads(manifest_path.read_text())
+            if manifest.get("format") == 1 and manifest.get("params") == feature_params():
+                manifest = self._upgrade_from_1(manifest)
+            self.manifest = self._check(manifest)
+            if log_mel is not None and log_mel != self.keeps_mel:
+                raise StoreError(f"the store at {self.root} was built {self._mel_words()}: build a store "
+                                 f"{'with' if log_mel else 'without'} them in another folder")
         elif create:
-            self.manifest = {"format": STORE_FORMAT, "params": feature_params(), "versions": _versions()}
+            self.manifest = {"format": STORE_FORMAT, "params": store_params(), "versions": _versions(),
+                             "log_mel": True if log_mel is None else log_mel}
             with atomic_write(manifest_path, "w") as f:
                 json.dump(self.manifest, f, indent=2)
         else:
             raise StoreError(f"no feature store at {self.root} (no {MANIFEST}): build one with preprocess.py")
         self._load_tables()
 
-    def _load_tables(self) -> None:
-        self._tables: dict[str, dict[str, Track]] = {}
-        for table in sorted(self.root.glob(f"*/{TABLE}")):
-            genre = table.parent.name
-            self._tables[genre] = {t.id: t for t in self._read_table(table, genre)}
+    def _upgrade_from_1(self, manifest: dict) -> dict:
+        """A store of format 1 (a tracks.csv table per genre, every track's features file) gets its rows
+        from its features files, then this format's manifest; its tables go last, so that an upgrade
+        killed midway starts again."""
+        self.manifest = {**manifest, "format": STORE_FORMAT, "params": store_params(), "log_mel": True}
+        tables = sorted(self.root.glob(f"*/{FORMAT_1_TABLE}"))
+        with self.writer():
+            for table in tables:
+                genre = table.parent.name
+                for leftover in self._shard_paths(genre):   # of an upgrade killed before it finished
+                    leftover.unlink()
+                self._rows[genre] = {}
+                with table.open(newline="") as f:
+                    tracks = [Track(id=row["id"], genre=genre, source=row["source"], duration_s=float(row["duration_s"]),
+                                    content_hash=row["content_hash"]) for row in csv.DictReader(f)]
+                for track in tracks:
+                    features = self.load(track)
+                    self.add(Entry(track, chroma_summary(features["chroma"]), fingerprint(features["mel"])))
+            self.flush()
+            with atomic_write(self.root / MANIFEST, "w") as f:
+                json.dump(self.manifest, f, indent=2)
+            for table in tables:
+                table.unlink()
+        return self.manifest
+
+    @property
+    def keeps_mel(self) -> bool:
+        """Whether every track's full log-mel and chromagram are stored (`load`)."""
+        return bool(self.manifest["log_mel"])
+
+    def _mel_words(self) -> str:
+        return "with log-mels" if self.keeps_mel else "without log-mels (preprocess.py --no-keep-mel)"
 
     def _check(self, manifest: dict) -> dict:
         if manifest.get("format") != STORE_FORMAT:
             raise StoreError(f"the store at {self.root} has format {manifest.get('format')}, "
-                             f"this version reads format {STORE_FORMAT}: rebuild it with preprocess.py")
-        expected, recorded = feature_params(), manifest.get("params", {})
+                             f"this version reads format {STORE_FORMAT}: rebuild it with preprocess.py into an "
+                             "empty folder")
+        expected, recorded = store_params(), manifest.get("params", {})
         diff = [f"{k}={recorded.get(k)!r} (needs {v!r})" for k, v in expected.items() if recorded.get(k) != v]
         if diff:
             raise StoreError(f"the store at {self.root} was built with other feature parameters: "
                              f"{', '.join(diff)}; rebuild it with preprocess.py into an empty folder")
         return manifest
 
-    @staticmethod
-    def _read_table(path: Path, genre: str) -> list[Track]:
-        with path.open(newline="") as f:
-            return [Track(id=row["id"], genre=genre, source=row["source"],
-                          duration_s=float(row["duration_s"]), content_hash=row["content_hash"])
-                    for row in csv.DictReader(f)]
+    def _shard_paths(self, genre: str) -> list[Path]:
+        return sorted(self.root.glob(f"{genre}/{SHARD_PREFIX}*{SHARD_SUFFIX}"), key=_shard_number)
 
-    def _write_table(self, genre: str) -> None:
-        columns = [f.name for f in fields(Track) if f.name != "genre"]
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        for track in self._tables[genre].values():
-            row = asdict(track)
-            del row["genre"]
-            writer.writerow(row)
-        with atomic_write(self.root / genre / TABLE, "w") as f:
-            f.write(text.getvalue())
+    def _read(self, genre: str, columns: list[str]) -> list[pa.Table]:
+        """Columns of every shard of a genre. A writer's merge removes shards once their rows are in a
+        new one: a shard gone meanwhile means listing again."""
+        for _ in range(10):
+            try:
+                return [pq.read_table(p, columns=columns) for p in self._shard_paths(genre)]
+            except FileNotFoundError:
+                continue
+        raise StoreError(f"the shards of {self.root / genre} keep changing: is a merge stuck in a loop?")
+
+    def _load_tables(self) -> None:
+        self._tables: dict[str, dict[str, Track]] = {}
+        self._rows: dict[str, dict[Path, int]] = {}   # rows per shard, for merging
+        genres = sorted({p.parent.name for p in self.root.glob(f"*/{SHARD_PREFIX}*{SHARD_SUFFIX}")})
+        for genre in genres:
+            table: dict[str, Track] = {}
+            for part in self._read(genre, _TRACK_COLUMNS):
+                for row in part.to_pylist():
+                    table.setdefault(row["id"], Track(genre=genre, **row))
+            self._tables[genre] = table
+            self._rows[genre] = {p: pq.ParquetFile(p).metadata.num_rows for p in self._shard_paths(genre)}
 
     # Reading
 
@@ -130,11 +249,38 @@ class Store:
                 return table[track_id]
         return None
 
+    def _column(self, name: str, tracks: list[Track], convert) -> list:
+        """One column's values for `tracks`, in their order; `convert` maps a shard's column to a list."""
+        by_id: dict[tuple[str, str], object] = {}
+        for genre in sorted({t.genre for t in tracks}):
+            for part in self._read(genre, ["id", name]):
+                for track_id, value in zip(part.column("id").to_pylist(), convert(part.column(name))):
+                    by_id.setdefault((genre, track_id), value)
+        try:
+            return [by_id[(t.genre, t.id)] for t in tracks]
+        except KeyError as error:
+            raise StoreError(f"no row for {error.args[0]} in the store at {self.root}") from None
+
+    def chroma_summaries(self, tracks: list[Track]) -> np.ndarray:
+        """(len(tracks), SUMMARY_SIZE) float64: each track's `model.index.knn.chroma_summary`."""
+        rows = self._column("chroma_summary", tracks,
+                            lambda c: c.combine_chunks().flatten().to_numpy().reshape(-1, SUMMARY_SIZE))
+        return np.array(rows, dtype=np.float64).reshape(len(tracks), SUMMARY_SIZE)
+
+    def fingerprints(self, tracks: list[Track]) -> list[Fingerprint]:
+        """Each track's fingerprint (`model.index.fingerprint.fingerprint` of its log-mel)."""
+        hashes = self._column("fingerprint_hashes", tracks, _lists)
+        times = self._column("fingerprint_times", tracks, _lists)
+        return [Fingerprint(h, t) for h, t in zip(hashes, times)]
+
     def features_path(self, genre: str, track_id: str) -> Path:
         return self.root / genre / FEATURES / f"{track_id}.npz"
 
     def load(self, track: Track) -> dict[str, np.ndarray]:
         """A track's stored features: `mel` (frames, N_MELS) and `chroma` (N_CHROMA, frames)."""
+        if not self.keeps_mel:
+            raise StoreError(f"the store at {self.root} was built {self._mel_words()}: training and the "
+                             "embedding feature space need them; build a store with --keep-mel")
         try:
             with np.load(self.features_path(track.genre, track.id)) as npz:
                 return {name: npz[name] for name in npz.files}
@@ -145,30 +291,38 @@ class Store:
 
     @contextlib.contextmanager
     def writer(self) -> Iterator[None]:
-        """Hold the store's writer lock: a second writer would overwrite the first one's table rows."""
+        """Hold the store's writer lock (a second writer would write the same tracks again); the rows
+        added meanwhile are written when it ends, however it ends."""
         try:
             import fcntl
         except ImportError:  # no advisory locks (Windows): one writer at a time is then the user's care
-            yield
-            return
+            fcntl = None
         with (self.root / LOCK).open("w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise StoreError(f"another process is writing the store at {self.root}") from None
+            if fcntl is not None:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise StoreError(f"another process is writing the store at {self.root}") from None
             self._load_tables()  # what a writer that finished before the lock was taken added
-            yield
+            try:
+                yield
+            finally:
+                self.flush()
 
     def prepare(self, genre: str) -> None:
         """Make a genre's folders and clear what a killed writer left there: half-written files, and
-        features that no table row names (written by a worker after its run was killed)."""
-        features = self.root / genre / FEATURES
-        features.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(self.root / genre)
+        features that no row names (written by a worker after its run was killed)."""
+        folder = self.root / genre
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(folder)
+        self._tables.setdefault(genre, {})
+        if not self.keeps_mel:
+            return
+        features = folder / FEATURES
+        features.mkdir(exist_ok=True)
         remove_leftovers(features)
-        table = self._tables.setdefault(genre, {})
         for path in features.glob("*.npz"):
-            if path.stem not in table:
+            if path.stem not in self._tables[genre]:
                 path.unlink(missing_ok=True)
 
     @staticmethod
@@ -177,9 +331,50 @@ class Store:
         with atomic_write(Path(root) / genre / FEATURES / f"{track_id}.npz") as f:
             np.savez(f, mel=mel, chroma=chroma)
 
-    def commit(self, track: Track) -> None:
-        """Enter a track whose features are written into its genre's table."""
-        if not self.features_path(track.genre, track.id).exists():
+    def add(self, entry: Entry) -> None:
+        """Enter a track (whose features file is written, where the store keeps them); its row is
+        written with the next shard, at most FLUSH_S later (or when the writer ends)."""
+        track = entry.track
+        if self.keeps_mel and not self.features_path(track.genre, track.id).exists():
             raise StoreError(f"no features written for {track.genre}/{track.id}")
+        if np.shape(entry.chroma_summary) != (SUMMARY_SIZE,):
+            raise ValueError(f"a chroma summary has {SUMMARY_SIZE} values, not {np.shape(entry.chroma_summary)}")
         self._tables.setdefault(track.genre, {})[track.id] = track
-        self._write_table(track.genre)
+        self._pending.setdefault(track.genre, []).append(entry)
+        if time.monotonic() - self._flushed_at >= FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the rows added since the last flush: one new shard per genre."""
+        for genre, entries in self._pending.items():
+            if entries:
+                self._write_shard(genre, _table(entries))
+                self._merge_small(genre)
+        self._pending = {}
+        self._flushed_at = time.monotonic()
+
+    def _write_shard(self, genre: str, table: pa.Table) -> Path:
+        shards = self._rows.setdefault(genre, {})
+        number = 1 + max((_shard_number(p) for p in shards), default=0)
+        path = self.root / genre / f"{SHARD_PREFIX}{number:08d}{SHARD_SUFFIX}"
+        with atomic_write(path) as f:
+            pq.write_table(table, f)
+        shards[path] = table.num_rows
+        return path
+
+    def _merge_small(self, genre: str) -> None:
+        """Merge MERGE_AT shards of one size tier into one (then the tier above, if it fills up)."""
+        while True:
+            tiers: dict[int, list[Path]] = {}
+            for path, rows in self._rows[genre].items():
+                if rows < SHARD_ROWS:
+                    tiers.setdefault(int(math.log(max(rows, 1), MERGE_AT)), []).append(path)
+            full = [paths for paths in tiers.values() if len(paths) >= MERGE_AT]
+            if not full:
+                return
+            parts = full[0]
+            merged = _first_of_each_id(pa.concat_tables([pq.read_table(p) for p in parts]))
+            self._write_shard(genre, merged)   # before its parts go: a kill in between leaves rows twice
+            for path in parts:
+                path.unlink()
+                del self._rows[genre][path]

@@ -1,4 +1,4 @@
-"""Building a feature store from a music collection, on every core, resumable at any point."""
+"""Building a feature store from a music collection, on every core (or a Ray cluster), resumable at any point."""
 from __future__ import annotations
 
 import multiprocessing
@@ -9,13 +9,16 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Union
 
 from model.audio import numba_cache
 from model.audio.decoding import AudioError, decode
 from model.stores.collection import Candidate, discover
 from model.audio.features import track_features, warm_up
+from model.index.fingerprint import fingerprint
+from model.index.knn import chroma_summary
 from model.progress import Progress
-from model.stores.feature_store import Store, Track
+from model.stores.feature_store import Entry, Store, Track
 
 
 @dataclass
@@ -35,20 +38,27 @@ class Summary:
         return "\n".join(lines)
 
 
-def process(store_root: Path, candidate: Candidate) -> tuple[Track, bool]:
-    """Decode one file once, compute its features and write them; raises AudioError for bad audio.
-    Returns the track and whether its file broke off (what decoded of it is stored)."""
+def process(mel_root: Path | None, candidate: Candidate) -> tuple[Entry, bool]:
+    """Decode one file once and compute its store row (and, given `mel_root`, write its full features
+    file under it); raises AudioError for bad audio. The one per-track function of every engine.
+    Returns the row and whether the file broke off (what decoded of it is stored)."""
     audio = decode(candidate.path)
-    Store.write_features_at(store_root, candidate.genre, candidate.id, **track_features(audio.samples))
+    features = track_features(audio.samples)
+    if mel_root is not None:
+        Store.write_features_at(mel_root, candidate.genre, candidate.id, **features)
     track = Track(id=candidate.id, genre=candidate.genre, source=str(candidate.path),
                   duration_s=round(audio.duration_s, 3), content_hash=audio.content_hash)
-    return track, audio.truncated
+    return Entry(track, chroma_summary(features["chroma"]), fingerprint(features["mel"])), audio.truncated
+
+
+def limit_threads() -> None:
+    """One worker per core: nested BLAS or numba threads would only fight over the same cores."""
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1)
 
 
 def _init_worker() -> None:
-    # One process per core: nested BLAS or numba threads would only fight over the same cores.
-    from threadpoolctl import threadpool_limits
-    threadpool_limits(1)
+    limit_threads()
     # A worker dies with the process that started it (even one killed with kill -9), instead of
     # finishing its queued tracks for a store nobody will commit them to.
     parent = multiprocessing.parent_process()
@@ -61,60 +71,83 @@ def _exit_when_gone(sentinel: int) -> None:
     os._exit(1)
 
 
-def _attempt(store_root: Path, candidate: Candidate) -> tuple[Track, bool] | str:
+Result = Union[tuple[Entry, bool], str]   # a row and its truncation flag, or why the file was skipped
+Record = Callable[[Candidate, Result], None]
+
+
+def attempt(mel_root: Path | None, candidate: Candidate) -> Result:
+    """`process`, with what makes a file unusable returned as the reason it is skipped."""
     try:
-        return process(store_root, candidate)
+        return process(mel_root, candidate)
     except AudioError as error:
         return str(error)
     except Exception as error:  # a worker must report, never die: the run goes on with the other files
         return f"failed: {type(error).__name__}: {error}"
 
 
-def ingest(source: Path, data_dir: Path, workers: int | None = None, progress: bool = True) -> Summary:
-    """Store every track under `source` that `data_dir` does not hold yet."""
+class EngineError(RuntimeError):
+    """The engine that runs the per-track function could not start (e.g. Ray is not installed)."""
+
+
+ENGINES = ("local", "ray")
+
+
+def ingest(source: Path, data_dir: Path, workers: int | None = None, progress: bool = True,
+           log_mel: bool | None = None, engine: str = "local", address: str | None = None) -> Summary:
+    """Store every track under `source` that `data_dir` does not hold yet.
+
+    `log_mel`: keep each track's full features (default: as the store was built; a new store keeps them).
+    `engine`: "local" (processes on this machine) or "ray" (Ray Data tasks, on the Ray cluster at
+    `address`, else on a local Ray started here); `workers`: processes, or concurrent Ray tasks."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     start = time.perf_counter()
     candidates, passed_over = discover(source)
-    store = Store(data_dir, create=True)
+    store = Store(data_dir, create=True, log_mel=log_mel)
     with store.writer():
-        return _ingest(store, candidates, passed_over, workers, progress, start)
+        summary = Summary(skipped=[(str(p), reason) for p, reason in passed_over])
+        todo = []
+        for c in candidates:
+            if store.find(c.id) is None:
+                todo.append(c)
+            else:
+                summary.already += 1
+        for genre in sorted({c.genre for c in todo}):
+            store.prepare(genre)
+        bar = Progress(len(todo), label="preprocess") if progress and todo else None
 
+        def record(candidate: Candidate, result: Result) -> None:
+            if isinstance(result, tuple):
+                entry, truncated = result
+                store.add(entry)
+                summary.stored += 1
+                if truncated:
+                    summary.truncated.append(str(candidate.path))
+            else:
+                summary.skipped.append((str(candidate.path), result))
+            if bar:
+                bar.update(note=candidate.id)
 
-def _ingest(store: Store, candidates: list[Candidate], passed_over: list[tuple[Path, str]], workers: int | None,
-            progress: bool, start: float) -> Summary:
-    summary = Summary(skipped=[(str(p), reason) for p, reason in passed_over])
-    todo = []
-    for c in candidates:
-        if store.find(c.id) is None:
-            todo.append(c)
-        else:
-            summary.already += 1
-    for genre in sorted({c.genre for c in todo}):
-        store.prepare(genre)
-    bar = Progress(len(todo), label="preprocess") if progress and todo else None
-
-    def record(candidate: Candidate, result: tuple[Track, bool] | str) -> None:
-        if isinstance(result, tuple):
-            track, truncated = result
-            store.commit(track)
-            summary.stored += 1
-            if truncated:
-                summary.truncated.append(str(candidate.path))
-        else:
-            summary.skipped.append((str(candidate.path), result))
-        if bar:
-            bar.update(note=candidate.id)
-
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-    if workers == 1:
-        for c in todo:
-            record(c, _attempt(store.root, c))
-    else:
-        if not numba_cache.seeded():
-            warm_up()   # compiled once here and shared, rather than by every worker at once
-        context = multiprocessing.get_context("spawn" if os.name == "nt" else "forkserver")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-            futures = {pool.submit(_attempt, store.root, c): c for c in todo}
-            for future in as_completed(futures):
-                record(futures[future], future.result())
+        mel_root = store.root if store.keeps_mel else None
+        if todo and engine == "ray":
+            from model.stores.ray_engine import run
+            run(attempt, mel_root, todo, record, workers, address)
+        elif todo:
+            _run_local(mel_root, todo, record, workers)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _run_local(mel_root: Path | None, todo: list[Candidate], record: Record, workers: int | None) -> None:
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
+    if workers == 1:
+        for c in todo:
+            record(c, attempt(mel_root, c))
+        return
+    if not numba_cache.seeded():
+        warm_up()   # compiled once here and shared, rather than by every worker at once
+    context = multiprocessing.get_context("spawn" if os.name == "nt" else "forkserver")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+        futures = {pool.submit(attempt, mel_root, c): c for c in todo}
+        for future in as_completed(futures):
+            record(futures[future], future.result())
