@@ -1,12 +1,12 @@
 """The approximate k-NN index at catalogue sizes: build time, size on disk and in memory, start-up,
 query latency inside a genre and over the whole library, and recall@3 against exact search.
 
-    python benchmarks/bench_index.py [--tracks 100000 1000000] [--backends usearch faiss]
+    python benchmarks/bench_index.py [--tracks 100000 1000000] [--backends faiss usearch]
 
 The library is synthetic (benchmarks/synthetic.py: the shared clips' chroma summaries as centres,
 plus noise of each genre's spread), standardised as the service does. Queries are other vectors of
-the same generator, searched with their own genre first. The service's backend is usearch
-(model.index.ann); faiss's HNSW is measured beside it up to --compare-up-to tracks. First, the size
+the same generator, searched with their own genre first. The service's backend is faiss
+(model.index.ann); usearch's HNSW can be measured beside it up to --compare-up-to tracks. First, the size
 from which a graph beats numpy's exhaustive search (model.params.ANN_MIN_ROWS).
 Targets (for 10^6 tracks on 2 cores): recall@3 >= 0.95, query p50 <= 5 ms, start-up <= 10 s,
 memory <= 1 GB for the index and the per-track records.
@@ -46,45 +46,43 @@ def rss_mb() -> float:
     return float("nan")   # not Linux: no /proc
 
 
-class FaissKnn(AnnKnn):
-    """AnnKnn with faiss's HNSW (IndexHNSWFlat, same M, ef_construction and ef) in place of usearch's."""
+class UsearchKnn(AnnKnn):
+    """AnnKnn with usearch's HNSW (same M, ef_construction and ef) in place of faiss's: the backend
+    measured beside it (`pip install usearch`; not a dependency: imported before onnxruntime, its
+    library makes onnxruntime's import crash, README "The approximate index")."""
 
     def _build_graph(self, group, rows, progress):
-        import faiss
-        graph = faiss.IndexHNSWFlat(self.X_.shape[1], self.connectivity)
-        graph.hnsw.efConstruction, graph.hnsw.efSearch = self.expansion_add, self.expansion_search
-        faiss.omp_set_num_threads(self.threads or os.cpu_count())
-        graph.add(self.X_[rows])
-        faiss.omp_set_num_threads(1)   # a query runs on its caller's thread, as usearch's does
+        from usearch.index import Index
+        graph = Index(ndim=self.X_.shape[1], metric="l2sq", dtype="f32", connectivity=self.connectivity,
+                      expansion_add=self.expansion_add, expansion_search=self.expansion_search)
+        graph.add(rows, self.X_[rows], threads=self.threads)
         return graph
 
     def _search_graph(self, group, x, count):
-        positions = self.graphs_[group].search(x[None].astype(np.float32), count)[1][0]
-        return self.rows_[group][positions[positions >= 0]]
+        return self.graphs_[group].search(x.astype(np.float32), count, threads=1).keys.astype(np.int64)
 
 
-def save_faiss(path: Path, index: FaissKnn) -> None:
-    import faiss
+def save_usearch(path: Path, index: UsearchKnn) -> None:
     arrays = {"X": index.X_, "groups": np.array(json.dumps(list(index.rows_)))}
     for i, (group, rows) in enumerate(index.rows_.items()):
         arrays[f"rows_{i}"] = rows
         if group in index.graphs_:
-            arrays[f"graph_{i}"] = faiss.serialize_index(index.graphs_[group])
+            arrays[f"graph_{i}"] = np.frombuffer(index.graphs_[group].save(), dtype=np.uint8)
     with atomic_write(path) as f:
         np.savez(f, **arrays)
 
 
-def load_faiss(path: Path) -> FaissKnn:
-    import faiss
-    index = FaissKnn()
+def load_usearch(path: Path) -> UsearchKnn:
+    from usearch.index import Index
+    index = UsearchKnn()
     with np.load(path) as saved:
         index.X_ = saved["X"]
         index.rows_, index.graphs_ = {}, {}
         for i, group in enumerate(json.loads(str(saved["groups"]))):
             index.rows_[group] = saved[f"rows_{i}"]
             if f"graph_{i}" in saved.files:
-                index.graphs_[group] = faiss.deserialize_index(saved[f"graph_{i}"])
-                index.graphs_[group].hnsw.efSearch = HNSW_EXPANSION_SEARCH
+                index.graphs_[group] = Index.restore(saved[f"graph_{i}"])
+                index.graphs_[group].expansion_search = HNSW_EXPANSION_SEARCH
     return index
 
 
@@ -92,11 +90,11 @@ def load_in_new_process(backend: str, path: Path) -> dict:
     """Start-up as the service sees it: a fresh process loads the saved index (the file is in the page
     cache, as after a restart). Its load time and resident memory growth."""
     code = (f"import sys, time; sys.path.insert(0, {str(REPO)!r})\n"
-            "from benchmarks.bench_index import load_faiss, rss_mb\n"
+            "from benchmarks.bench_index import load_usearch, rss_mb\n"
             "from model.index.ann import load_index\n"
-            "import faiss, usearch\n"   # imported before the measurement: the service has them loaded
+            f"import {backend}\n"   # imported before the measurement: the service has it loaded
             "before = rss_mb(); start = time.perf_counter()\n"
-            f"index = load_faiss({str(path)!r}) if {backend!r} == 'faiss' else load_index({str(path)!r}, KEY)\n"
+            f"index = load_usearch({str(path)!r}) if {backend!r} == 'usearch' else load_index({str(path)!r}, KEY)\n"
             "print(time.perf_counter() - start, rss_mb() - before)\n").replace("KEY", "{'bench': 1}")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     return {"load_s": float(out[-2]), "rss_mb": float(out[-1])}
@@ -137,7 +135,7 @@ def recall(picks: list[list[int]], truth: np.ndarray) -> float:
 
 def crossover(X: np.ndarray) -> None:
     """Query time of one group searched exhaustively and by a graph, by the group's size."""
-    print("one group, exhaustive (numpy) against graph (usearch) search, p50 of 200 queries:")
+    print("one group, exhaustive (numpy) against graph (faiss) search, p50 of 200 queries:")
     queries = X[-200:] + 0.01
     for n in CROSSOVER_SIZES:
         rows = X[:n]
@@ -186,12 +184,12 @@ def bench_size(n: int, backends: list[str], centres: np.ndarray, centre_genres: 
             gc.collect()
             before = rss_mb()
             start = time.perf_counter()
-            index = (FaissKnn if backend == "faiss" else AnnKnn)(scope=scope).fit(X, genres)
+            index = (UsearchKnn if backend == "usearch" else AnnKnn)(scope=scope).fit(X, genres)
             build_s = time.perf_counter() - start
             grown = rss_mb() - before
             path = folder / f"{backend}-{scope}-{n}.npz"
-            if backend == "faiss":
-                save_faiss(path, index)
+            if backend == "usearch":
+                save_usearch(path, index)
             else:
                 save_index(path, scaler, index, {"bench": 1})
             loaded = load_in_new_process(backend, path)
@@ -213,7 +211,8 @@ def bench_size(n: int, backends: list[str], centres: np.ndarray, centre_genres: 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracks", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--backends", nargs="+", choices=("usearch", "faiss"), default=["usearch", "faiss"])
+    parser.add_argument("--backends", nargs="+", choices=("faiss", "usearch"), default=["faiss"],
+                        help="faiss: the service's; usearch: measured beside it, if installed")
     parser.add_argument("--compare-up-to", type=int, default=100_000,
                         help="larger libraries are measured with the first backend only (default 100000)")
     parser.add_argument("--queries", type=int, default=1000)

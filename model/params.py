@@ -59,7 +59,7 @@ def feature_params() -> dict:
         "n_chroma": N_CHROMA,
     }
 
-# The approximate nearest-neighbour index (model.index.ann): HNSW graphs (usearch), one per genre.
+# The approximate nearest-neighbour index (model.index.ann): HNSW graphs (faiss), one per genre.
 # A genre (or, with scope "library", a library) of fewer tracks is searched exhaustively: at 500 tracks
 # that is as fast as a graph (0.15 ms), at 1,000 twice as slow (0.3 ms), at 10,000 twenty times
 # (benchmarks/bench_index.py); below, it is exact and needs no build.

@@ -2,12 +2,15 @@
 saved file (round trip, stale or damaged files refused, atomic writes); the `index` command and the
 service's use of the saved index."""
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import model.index.ann as ann
 from benchmarks.synthetic import synthetic_library
+from conftest import REPO
 from model.index.ann import AnnKnn, IndexMismatch, load_index, save_index
 from model.index.build import build_index, index_key, index_path, main as index_main
 from model.audio.decoding import decode
@@ -101,6 +104,13 @@ def test_a_stale_missing_or_damaged_index_is_refused_with_the_reason(library, tm
         load_index(path, {"tracks_digest": "xyz", "scope": "genre"})
     with pytest.raises(IndexMismatch, match="stale.*features: saved None, needed 'mix'"):
         load_index(path, {"tracks_digest": "abc", "scope": "genre", "features": "mix"})
+    with np.load(path) as saved:
+        arrays = dict(saved)
+    graph = next(name for name in arrays if name.startswith("graph_"))
+    arrays[graph] = arrays[graph][:len(arrays[graph]) // 2]   # a graph cut short inside an intact file
+    np.savez(path, **arrays)
+    with pytest.raises(IndexMismatch, match="unreadable"):
+        load_index(path, {"tracks_digest": "abc", "scope": "genre"})
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(IndexMismatch, match="unreadable"):
         load_index(path, {"tracks_digest": "abc", "scope": "genre"})
@@ -169,3 +179,13 @@ def test_the_service_loads_the_saved_index_instead_of_fitting_one(store, monkeyp
     track = store.tracks()[0]
     analysis = library.analyse(decode(track.source))
     assert analysis.match == track and len(analysis.recommendations) == 3
+
+
+@pytest.mark.parametrize("first, then", [("model.index.ann", "model.network.onnx_runtime"),
+                                         ("model.network.onnx_runtime", "model.index.ann")])
+def test_the_index_and_the_network_runtime_import_together_in_either_order(first, then):
+    # The service loads both; with usearch as the graph library, importing it before onnxruntime
+    # crashed the process (segmentation fault), so this runs in a fresh process each way.
+    code = f"import {first}, {then}; import numpy as np; print('ok')"
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]

@@ -2,7 +2,7 @@
 
 The genre scope, the fall-back to the next genres and the exclusion of rows are GenreKnn's
 (`query` is inherited); only the search inside one genre (or, with scope "library", the whole
-library) changes. A genre of at least `min_rows` tracks gets a graph (usearch's HNSW, squared
+library) changes. A genre of at least `min_rows` tracks gets a graph (faiss's HNSW, squared
 Euclidean, float32); a smaller one is searched exhaustively, as GenreKnn does, where that is as
 fast and exact. A graph cannot leave rows out, so it is asked for as many more candidates as
 there are rows to exclude, and those are dropped.
@@ -17,17 +17,16 @@ import zipfile
 from pathlib import Path
 from typing import Callable, Collection, Mapping, Sequence, TypeVar
 
+import faiss
 import numpy as np
-import usearch
-from usearch.index import Index
 
 from model.atomic import atomic_write
 from model.index.knn import K, GenreKnn, Pick, SpaceScaler
 from model.progress import Progress
 from model.params import ANN_MIN_ROWS, HNSW_CONNECTIVITY, HNSW_EXPANSION_ADD, HNSW_EXPANSION_SEARCH
 
-# A graph saved by another major version of usearch may not load: the key records it.
-BACKEND = f"usearch {usearch.__version__.split('.')[0]}"
+# A graph saved by another major version of faiss may not load: the key records it.
+BACKEND = f"faiss {faiss.__version__.split('.')[0]}"
 T = TypeVar("T")
 ADD_BLOCK = 20000   # rows added to a graph between two progress reports
 
@@ -48,7 +47,8 @@ class AnnKnn(GenreKnn):
         super().__init__(k, scope)
         self.min_rows, self.connectivity = min_rows, connectivity
         self.expansion_add, self.expansion_search = expansion_add, expansion_search
-        self.threads = threads   # building only (0: every core); a query runs on its caller's thread
+        self.threads = threads   # building only (0: OpenMP's default, every core); a query of one vector runs
+                                 # on its caller's thread
 
     def fit(self, X: np.ndarray, genres: Sequence[str], progress: bool = False) -> "AnnKnn":
         """`progress`: show a bar while each graph is built (minutes for 10^6 rows)."""
@@ -57,20 +57,24 @@ class AnnKnn(GenreKnn):
                         if len(rows) >= self.min_rows}
         return self
 
-    def _build_graph(self, group: str, rows: np.ndarray, progress: bool) -> Index:
-        graph = Index(ndim=self.X_.shape[1], metric="l2sq", dtype="f32", connectivity=self.connectivity,
-                      expansion_add=self.expansion_add, expansion_search=self.expansion_search)
+    def _build_graph(self, group: str, rows: np.ndarray, progress: bool) -> faiss.IndexHNSWFlat:
+        # The graph's ids are positions in `rows` (faiss numbers what it is given from 0).
+        graph = faiss.IndexHNSWFlat(self.X_.shape[1], self.connectivity)
+        graph.hnsw.efConstruction, graph.hnsw.efSearch = self.expansion_add, self.expansion_search
+        if self.threads:
+            faiss.omp_set_num_threads(self.threads)
         bar = Progress(len(rows), f"index: graph of {group or 'the library'}") if progress else None
         for start in range(0, len(rows), ADD_BLOCK):
             block = rows[start:start + ADD_BLOCK]
-            graph.add(block, self.X_[block], threads=self.threads)
+            graph.add(np.ascontiguousarray(self.X_[block], dtype=np.float32))
             if bar:
                 bar.update(len(block))
         return graph
 
     def _search_graph(self, group: str, x: np.ndarray, count: int) -> np.ndarray:
         """Library rows of about the `count` nearest in `group`'s graph."""
-        return self.graphs_[group].search(x.astype(np.float32), count, threads=1).keys.astype(np.int64)
+        positions = self.graphs_[group].search(x[None].astype(np.float32), count)[1][0]
+        return self.rows_[group][positions[positions >= 0]]   # -1: fewer found than asked
 
     def _nearest(self, group: str, x: np.ndarray, wanted: int, exclude: Collection[int]) -> list[Pick]:
         if group not in self.graphs_:
@@ -95,7 +99,7 @@ def save_index(path: Path, scaler: SpaceScaler, index: AnnKnn, key: Mapping) -> 
     for i, group in enumerate(groups):
         arrays[f"rows_{i}"] = index.rows_[group]
         if group in index.graphs_:
-            arrays[f"graph_{i}"] = np.frombuffer(index.graphs_[group].save(), dtype=np.uint8)
+            arrays[f"graph_{i}"] = faiss.serialize_index(index.graphs_[group])
     for j, (mean, scale) in enumerate(zip(scaler.mean_, scaler.scale_)):
         arrays[f"scaler_mean_{j}"], arrays[f"scaler_scale_{j}"] = mean, scale
     with atomic_write(Path(path)) as f:
@@ -133,8 +137,8 @@ def load_index(path: Path, key: Mapping, expansion_search: int = HNSW_EXPANSION_
         for i, group in enumerate(meta["groups"]):
             index.rows_[group] = saved[f"rows_{i}"]
             if f"graph_{i}" in saved.files:
-                graph = Index.restore(saved[f"graph_{i}"])
-                graph.expansion_search = expansion_search
+                graph = faiss.deserialize_index(saved[f"graph_{i}"])
+                graph.hnsw.efSearch = expansion_search
                 index.graphs_[group] = graph
         scaler = SpaceScaler(meta["scaler_weights"])
         n_spaces = len(meta["scaler_factor"])
@@ -153,5 +157,8 @@ def _open(path: Path, read: Callable[[Mapping[str, np.ndarray]], T]) -> T:
     try:
         with np.load(path, allow_pickle=False) as saved:
             return read(saved)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:   # a damaged file: cut short, an array missing
+    except IndexMismatch:
+        raise
+    # A damaged file: cut short, an array missing, a graph faiss cannot read (RuntimeError).
+    except (OSError, ValueError, KeyError, RuntimeError, zipfile.BadZipFile) as error:
         raise IndexMismatch(f"the saved index at {path} is unreadable: {error}") from error
