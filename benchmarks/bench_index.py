@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import REPO, verdict  # noqa: E402
 from benchmarks.synthetic import clip_summaries, synthetic_library  # noqa: E402
 from model.atomic import atomic_write  # noqa: E402
-from model.index.ann import AnnKnn, load_index, save_index  # noqa: E402
+from model.index.ann import AnnKnn, save_index  # noqa: E402
 from model.index.knn import K, GenreKnn, SpaceScaler  # noqa: E402
 from model.params import HNSW_CONNECTIVITY, HNSW_EXPANSION_ADD, HNSW_EXPANSION_SEARCH  # noqa: E402
 from model.stores.feature_store import Track  # noqa: E402
