@@ -8,11 +8,12 @@ PY := $(VENV)/bin/python
 setup: $(VENV)/.installed
 
 # setuptools warns on every editable install that a folder named like a package may shadow it: noise
-# for a user setting up, and this project runs from its root on purpose.
+# for a user setting up, and this project runs from its root on purpose. The `cluster` extra (Ray) is
+# installed too, so that the tests of preprocess.py --engine ray run rather than skip.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -e '.[cpu,export,test]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -e '.[cpu,export,test,cluster]'
 	touch $@
 
 test: setup
