@@ -15,6 +15,7 @@ from model.network.tensorflow_import import import_tensorflow
 import_tensorflow()   # before the classifier loads it, so that its start-up chatter stays off the terminal
 
 from model.audio.decoding import Audio, AudioError, AudioSource, decode, resample  # noqa: E402
+from model.audio.features import patch_spans  # noqa: E402
 from model.network.classifier import GenreClassifier, WeightsError  # noqa: E402
 from model.service.settings import from_env  # noqa: E402
 
@@ -36,7 +37,8 @@ def predict_audio(classifier: GenreClassifier, audio: Audio) -> Prediction:
 
 
 def predict_file(classifier: GenreClassifier, source: AudioSource) -> Prediction:
-    return predict_audio(classifier, decode(source))
+    # Only the patches the network reads are decoded (all of a short or unseekable file).
+    return predict_audio(classifier, decode(source, spans=patch_spans))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from keras import ops
 
 from model.audio.features import log_mel_patches
 from model.network.musicnn import EMBEDDING_DIM, POOLED_DIM, build_musicnn
-from model.params import GENRES, MAX_PATCHES, N_MELS, PATCH_FRAMES, SAMPLE_RATE, feature_params
+from model.params import GENRES, MAX_PATCHES, N_MELS, PATCH_FRAMES, SAMPLE_RATE, network_params
 from model.network.weights import BACKBONE_CHECKPOINTS, DEFAULT_WEIGHTS_DIR, HEAD_FILE, HEAD_INFO_FILE, backbone_file
 
 
@@ -126,7 +126,7 @@ class GenreClassifier:
             raise WeightsError(f"the head in {weights_dir} was trained for genres {info['genres']}, "
                                f"this version has {list(GENRES)}")
         recorded = info.get("feature_params", {})
-        if any(recorded.get(k) != v for k, v in feature_params().items()):
+        if any(recorded.get(k) != v for k, v in network_params().items()):
             raise WeightsError(f"the head in {weights_dir} was trained on other feature parameters "
                                f"({recorded}): retrain it with python -m model.train")
         if "input" not in info:
