@@ -21,6 +21,11 @@ def median_seconds(run: Callable[[], object], repeats: int, warmup: int = 2) -> 
     return statistics.median(times), times
 
 
+def server_ms(server_timing: str) -> float:
+    """The app's own measure of a request, from its Server-Timing header ("app;dur=123.4")."""
+    return float(server_timing.split("dur=")[1])
+
+
 def verdict(name: str, value: float, target: float, unit: str, higher_is_better: bool = False) -> str:
     ok = value >= target if higher_is_better else value <= target
     relation = ">=" if higher_is_better else "<="

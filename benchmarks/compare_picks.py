@@ -1,7 +1,7 @@
-"""How many recommendations change with the chroma recipe of FEATURE_VERSION 2 (the middle EXCERPT_S,
-tuning from every TUNING_FRAME_STEP-th frame) against version 1's (librosa's chroma_stft of the whole
-clip, tuning from every frame): every 30 s shared clip is queried, leave-one-out, against the chroma
-summaries of all shared clips (itself and its repeats left out), with the service's k-NN.
+"""How many recommendations change with the chroma recipe of the current FEATURE_VERSION
+(model.audio.features.chromagram) against version 1's (librosa's chroma_stft of the whole clip):
+every 30 s shared clip is queried, leave-one-out, against the chroma summaries of all shared clips
+(itself and its repeats left out), with the service's k-NN.
 
     python benchmarks/compare_picks.py [--workers 2]
 

@@ -17,7 +17,7 @@ import numpy as np
 from model.audio import numba_cache
 from model.params import (
     CHROMA_HOP, CHROMA_N_FFT, EXCERPT_S, HOP_LENGTH, LOG_MEL_SCALE, MAX_PATCHES, N_CHROMA, N_FFT, N_MELS,
-    PATCH_FRAMES, SAMPLE_RATE, SHORT_CROP_S, TUNING_FRAME_STEP,
+    PATCH_FRAMES, SAMPLE_RATE, SHORT_CROP_S,
 )
 
 
@@ -176,19 +176,16 @@ def _pitchless_is_fine() -> Iterator[None]:
 
 def chromagram(y: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Energy-normalised chromagram of the middle EXCERPT_S of `y` (`excerpt_span`), shape
-    (N_CHROMA, frames), float32: librosa's chroma_stft, its tuning estimated from every
-    TUNING_FRAME_STEP-th frame."""
+    (N_CHROMA, frames), float32: librosa's chroma_stft, with its tuning estimate."""
     _check_rate(sr)
     warm_up()
     return _chroma(np.asarray(y[slice(*excerpt_span(len(y)))], dtype=np.float32))
 
 
 def _chroma(y: np.ndarray) -> np.ndarray:
-    power = np.abs(librosa.stft(y, n_fft=CHROMA_N_FFT, hop_length=CHROMA_HOP)) ** 2
     with _pitchless_is_fine():
-        tuning = librosa.estimate_tuning(S=power[:, ::TUNING_FRAME_STEP], sr=SAMPLE_RATE, bins_per_octave=N_CHROMA)
-    return librosa.feature.chroma_stft(S=power, sr=SAMPLE_RATE, n_fft=CHROMA_N_FFT, tuning=tuning,
-                                       n_chroma=N_CHROMA).astype(np.float32)
+        return librosa.feature.chroma_stft(y=y, sr=SAMPLE_RATE, n_fft=CHROMA_N_FFT, hop_length=CHROMA_HOP,
+                                           n_chroma=N_CHROMA).astype(np.float32)
 
 
 def track_features(y: np.ndarray, sr: int = SAMPLE_RATE) -> dict[str, np.ndarray]:
