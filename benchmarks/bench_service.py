@@ -24,9 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from benchmarks.bench_predict import make_song  # noqa: E402
 from benchmarks.bench_preprocess import preprocess_rates  # noqa: E402
-from benchmarks.common import SHARED_GTZAN, server_ms, verdict  # noqa: E402
+from benchmarks.common import SHARED_GTZAN, make_song, server_ms, verdict  # noqa: E402
 from model.stores.ingest import ingest  # noqa: E402
 from serving import burst, multipart, rss_mb, running_server, send  # noqa: E402
 
