@@ -9,7 +9,7 @@ import soundfile as sf
 import model.audio.decoding
 from conftest import tone, write_audio
 from model.audio.decoding import decode
-from model.params import EXCERPT_S, MAX_PATCHES, PATCH_FRAMES, HOP_LENGTH, SAMPLE_RATE
+from model.params import EXCERPT_S, HOP_LENGTH, MAX_PATCHES, PATCH_FRAMES, SAMPLE_RATE
 from model.service.library import Library
 
 # What an analysis may decode of any song: its middle excerpt, its patches, a margin around each read.
