@@ -19,10 +19,11 @@ $(VENV)/.installed: pyproject.toml
 test: setup
 	$(PY) -m pytest
 
+# The service's table (latency, start-up, memory, preprocessing) against its targets, then the
+# command-line prediction's latency and copy recognition.
 bench: setup
-	$(PY) benchmarks/bench_preprocess.py
+	$(PY) benchmarks/bench_service.py
 	$(PY) benchmarks/bench_predict.py
-	$(PY) benchmarks/bench_api.py
 	$(PY) benchmarks/bench_copies.py
 	$(PY) benchmarks/bench_index.py --tracks 100000 1000000
 

@@ -10,29 +10,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import SHARED_GTZAN, median_seconds, verdict  # noqa: E402
+from benchmarks.common import SHARED_GTZAN, make_song, median_seconds, verdict  # noqa: E402
 from model.network.classifier import GenreClassifier  # noqa: E402
 from model.predict import predict_file  # noqa: E402
 
 TARGETS_MS = {"30 s clip": 150.0, "4 min 44.1 kHz stereo mp3": 600.0}
-
-
-def make_song(path: Path, seconds: float, sr: int = 44100) -> Path:
-    """A stereo song-like signal: chords changing every 2 s, with a beat, written in 1 s blocks."""
-    rng = np.random.default_rng(0)
-    with sf.SoundFile(path, "w", sr, 2, format="MP3") as f:
-        for second in range(int(seconds)):
-            t = second + np.arange(sr) / sr
-            if second % 2 == 0:
-                root = 110 * 2 ** (rng.integers(0, 12) / 12)
-            y = sum(0.1 * np.sin(2 * np.pi * root * r * t) for r in (1, 1.26, 1.5, 2))
-            y += 0.3 * np.exp(-30 * (t % 0.5)) * rng.standard_normal(sr)
-            f.write(np.stack([y, 0.8 * y], axis=1).astype(np.float32))
-    return path
 
 
 def main() -> int:

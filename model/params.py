@@ -24,6 +24,11 @@ CHROMA_N_FFT = 4096          # samples (256 ms): ~3.9 Hz bins resolve semitones 
 CHROMA_HOP = 512             # samples (32 ms)
 N_CHROMA = 12
 
+# What a track's chroma summary and an upload's fingerprint query read: its middle EXCERPT_S (all of a
+# shorter one). So a 10-minute song costs what a 30 s clip does, and stored tracks are summarised alike.
+# A little over GTZAN's "30 s" clips (29.9-30.7 s), which are then summarised whole, as before.
+EXCERPT_S = 32.0             # s
+
 MIN_DURATION_S = 1.0         # shorter uploads or library files are rejected
 MAX_PATCHES = 5              # patches per track at prediction, spread over it: bounds the cost of long songs
 SHORT_CROP_S = (2.0, 3.0)    # the short uploads served: training crops of long tracks are cut to this range
@@ -40,24 +45,34 @@ FULL_SCALE_HEADROOM = 2.0    # peak, times full scale
 MAX_FLOAT_PEAK = 1000.0      # peak, times full scale
 
 # Bump when the way features (or the chroma summaries and fingerprints stored of them) are computed changes
-# without a parameter changing.
-FEATURE_VERSION = 1
+# without a parameter changing. 2: the stored chromagram is of a track's middle EXCERPT_S only (1: of all of it).
+FEATURE_VERSION = 2
 
 
-def feature_params() -> dict:
-    """The parameters a store's features depend on, as recorded in its manifest."""
+def network_params() -> dict:
+    """The parameters of the network's input (the log-mel and its patches), as a trained genre head
+    records them: the chromagram's are not among them, so a new chroma recipe keeps the head."""
     return {
-        "feature_version": FEATURE_VERSION,
         "sample_rate": SAMPLE_RATE,
         "n_fft": N_FFT,
         "hop_length": HOP_LENGTH,
         "n_mels": N_MELS,
         "log_mel_scale": LOG_MEL_SCALE,
         "patch_frames": PATCH_FRAMES,
+    }
+
+
+def feature_params() -> dict:
+    """The parameters a store's features depend on, as recorded in its manifest."""
+    return {
+        "feature_version": FEATURE_VERSION,
+        **network_params(),
         "chroma_n_fft": CHROMA_N_FFT,
         "chroma_hop": CHROMA_HOP,
         "n_chroma": N_CHROMA,
+        "excerpt_s": EXCERPT_S,
     }
+
 
 # The approximate nearest-neighbour index (model.index.ann): HNSW graphs (faiss), one per genre.
 # A genre (or, with scope "library", a library) of fewer tracks is searched exhaustively: at 500 tracks

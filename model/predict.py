@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model.audio.decoding import Audio, AudioError, AudioSource, decode, resample
+from model.audio.features import patch_spans
 from model.network.classifier import GenreClassifier, WeightsError
 from model.service.settings import from_env
 
@@ -32,7 +33,8 @@ def predict_audio(classifier: GenreClassifier, audio: Audio) -> Prediction:
 
 
 def predict_file(classifier: GenreClassifier, source: AudioSource) -> Prediction:
-    return predict_audio(classifier, decode(source))
+    # Only the patches the network reads are decoded (all of a short or unseekable file).
+    return predict_audio(classifier, decode(source, spans=patch_spans))
 
 
 def main(argv: list[str] | None = None) -> int:

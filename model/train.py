@@ -31,7 +31,7 @@ from model.network.classifier import LAYERS, HeadInput, WeightsError, build_head
 from model.network.embeddings import patch_embeddings
 from model.network.onnx_export import export as export_onnx
 from model.evaluate import fit_temperature, format_report, report, softmax
-from model.params import GENRES, MAX_PATCHES, feature_params
+from model.params import GENRES, MAX_PATCHES, network_params
 from model.service.settings import from_env
 from model.stores.feature_store import Store, StoreError, Track
 from model.network.weights import HEAD_FILE, HEAD_INFO_FILE, atomic_save_weights, backbone_file, file_digest
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_save_weights(head, args.weights / HEAD_FILE)
         info = {
             "genres": list(GENRES),
-            "feature_params": feature_params(),
+            "feature_params": network_params(),
             "input": head_input.to_json(),
             "temperature": temperature,
             "backbone_digests": {name: file_digest(args.weights / backbone_file(name)) for name in head_input.backbones},

@@ -17,12 +17,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Sequence
 
 import pytest
 import soundfile as sf
@@ -115,6 +116,56 @@ def post_upload(server: Server, content: bytes, rate: float | None = None) -> tu
     return status, json.loads(answer)
 
 
+def send(server: Server, body: bytes, content_type: str, timeout: float = 300) -> tuple[int, dict[str, str], bytes]:
+    """POST a multipart body (`multipart`) to /api/analyze: (status, headers, body)."""
+    request = (f"POST /api/analyze HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
+               f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+    with socket.create_connection(server.address, timeout=timeout) as sock:
+        sock.sendall(request)
+        return read_response(sock)
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory from /proc (Linux): VmRSS now, or VmHWM, its peak."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+@dataclass(frozen=True)
+class Burst:
+    first: list[tuple[int, dict[str, str], bytes]]   # each upload's first answer, in the order given
+    final: list[tuple[int, dict[str, str], bytes]]   # its last: a refused upload is sent again after Retry-After
+    peak_mb: float                                   # the server's peak resident memory over the burst (VmHWM)
+
+
+def burst(server: Server, uploads: Sequence[tuple[bytes, str]], retry_for_s: float = 300) -> Burst:
+    """Send all `uploads` (multipart bodies) at once, one thread each, then each one refused (503) again
+    after its Retry-After until answered or `retry_for_s` has passed; the server's peak memory is
+    counted from the burst's start (Linux: /proc/PID/clear_refs resets VmHWM)."""
+    Path(f"/proc/{server.pid}/clear_refs").write_text("5")
+    first: list = [None] * len(uploads)
+    start = threading.Barrier(len(uploads))
+
+    def upload(i: int) -> None:
+        start.wait()
+        first[i] = send(server, *uploads[i])
+
+    threads = [threading.Thread(target=upload, args=(i,)) for i in range(len(uploads))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(600)
+    final = list(first)
+    deadline = time.monotonic() + retry_for_s
+    for i, answer in enumerate(first):
+        while answer is not None and answer[0] == 503 and time.monotonic() < deadline:
+            time.sleep(int(answer[1]["retry-after"]))
+            answer = final[i] = send(server, *uploads[i])
+    return Burst(first, final, rss_mb(server.pid, "VmHWM"))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -131,9 +182,9 @@ def healthy(base: str, timeout: float = 5.0) -> bool:
 
 @contextmanager
 def running_server(env: Mapping[str, str] | None = None, startup_s: float = 180,
-                   workdir: Path | None = None) -> Iterator[Server]:
-    """Start `python app.py` with os.environ plus `env`, wait until /api/health answers 200, and stop
-    it (SIGTERM, then SIGKILL after 30 s) on exit. Fails the test with the log's tail if the
+                   workdir: Path | None = None, poll_s: float = 0.5) -> Iterator[Server]:
+    """Start `python app.py` with os.environ plus `env`, wait until /api/health answers 200 (asked
+    every `poll_s`), and stop it (SIGTERM, then SIGKILL after 30 s) on exit. Fails the test with the log's tail if the
     process exits or does not answer within `startup_s`. Without `workdir`, a temporary folder is
     used and removed afterwards."""
     with ExitStack() as stack:
@@ -157,7 +208,7 @@ def running_server(env: Mapping[str, str] | None = None, startup_s: float = 180,
                     pytest.fail(f"the server exited ({process.returncode}):\n{server.log_tail()}")
                 if time.monotonic() > deadline:
                     pytest.fail(f"the server did not answer /api/health within {startup_s} s:\n{server.log_tail()}")
-                time.sleep(0.5)
+                time.sleep(poll_s)
             yield server
         finally:
             process.terminate()

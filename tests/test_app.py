@@ -144,6 +144,26 @@ def test_the_api_answers_the_documented_json(client, song):
     assert re.fullmatch(r"app;dur=[0-9.]+", response.headers["Server-Timing"])
 
 
+def test_a_long_song_is_analysed_from_its_spans_as_from_all_of_it(client, monkeypatch):
+    flac = io.BytesIO()
+    sf.write(flac, tone(240.0, 22050, seed=8), 22050, format="FLAC", subtype="PCM_16")
+    wav = io.BytesIO()   # the same samples as float: decoded whole (float files may be louder elsewhere)
+    sf.write(wav, sf.read(io.BytesIO(flac.getvalue()), dtype="float32")[0], 22050, format="WAV", subtype="FLOAT")
+    decoded = []
+    analyse = model.service.library.Library.analyse
+    monkeypatch.setattr(model.service.library.Library, "analyse",
+                        lambda self, audio: decoded.append(audio) or analyse(self, audio))
+    spans, whole = (post(client, "/api/analyze", f.getvalue(), name=n).get_json()
+                    for f, n in ((flac, "long.flac"), (wav, "long.wav")))
+    assert decoded[0].spans and not decoded[1].spans
+    assert sum(b - a for a, b in decoded[0].spans) < 60 * 16000 and decoded[0].duration_s == pytest.approx(240.0)
+    for key in spans["probabilities"]:
+        assert spans["probabilities"][key] == pytest.approx(whole["probabilities"][key], abs=1e-4)
+    assert [p["id"] for p in spans["recommendations"]] == [p["id"] for p in whole["recommendations"]]
+    for mine, theirs in zip(spans["recommendations"], whole["recommendations"]):
+        assert mine["distance"] == pytest.approx(theirs["distance"], rel=1e-4)
+
+
 def test_an_upload_of_a_library_track_is_named_and_not_picked(client, folders):
     flac = (folders["AUDIO"] / "jazz" / "jazz.demo02.flac").read_bytes()
     body = post(client, "/api/analyze", flac, name="whatever.flac").get_json()

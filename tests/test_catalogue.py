@@ -1,6 +1,5 @@
 """The store's rows (Parquet shards): what they hold, atomic shard writes, merging, stores without
 log-mels, and the service serving one (kill -9 of a run: tests/test_preprocess.py, both kinds of store)."""
-import json
 import shutil
 
 import numpy as np
@@ -11,8 +10,7 @@ from model.index.fingerprint import Fingerprint, fingerprint
 from model.index.knn import chroma_summary
 from model.stores import feature_store
 from model.stores.demo_library import write_clips
-from model.params import feature_params
-from model.stores.feature_store import MANIFEST, MERGE_AT, Entry, Store, StoreError, Track
+from model.stores.feature_store import MERGE_AT, Entry, Store, StoreError, Track
 from model.stores.ingest import ingest
 from test_preprocess import make_collection
 
@@ -106,27 +104,6 @@ def test_a_store_of_another_format_or_fingerprint_parameters_is_a_clear_error(tm
     (tmp_path / "old" / "manifest.json").write_text('{"format": 1, "params": {}}')
     with pytest.raises(StoreError, match="format 1.*rebuild"):
         Store(tmp_path / "old")
-
-
-def test_a_store_of_the_previous_format_is_upgraded_when_opened(tmp_path):
-    source = make_collection(tmp_path / "src", genres=("jazz", "metal"), per_genre=2, seconds=5.0)
-    ingest(source, tmp_path / "data", workers=1, progress=False)
-    now = Store(tmp_path / "data")
-    tracks = now.tracks()
-    # As format 1 kept it: a tracks.csv per genre, the features files, a manifest of feature parameters.
-    for genre in now.genres:
-        lines = ["id,source,duration_s,content_hash"] + [f"{t.id},{t.source},{t.duration_s},{t.content_hash}"
-                                                           for t in now.tracks(genre)]
-        (tmp_path / "data" / genre / "tracks.csv").write_text("\n".join(lines) + "\n")
-        for shard in shards(tmp_path / "data", genre):
-            shard.unlink()
-    manifest = json.loads((tmp_path / "data" / MANIFEST).read_text())
-    (tmp_path / "data" / MANIFEST).write_text(json.dumps({**manifest, "format": 1, "params": feature_params()}))
-    upgraded = Store(tmp_path / "data")
-    assert upgraded.tracks() == tracks and upgraded.keeps_mel
-    assert np.allclose(upgraded.chroma_summaries(tracks), now.chroma_summaries(tracks))
-    assert not list((tmp_path / "data").glob("*/tracks.csv"))
-    assert json.loads((tmp_path / "data" / MANIFEST).read_text())["format"] == feature_store.STORE_FORMAT
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 
 from conftest import tone
-from model.audio.features import chromagram, log_mel, log_mel_patches, patch_starts, patches, track_features
-from model.params import CHROMA_HOP, HOP_LENGTH, N_CHROMA, N_MELS, PATCH_FRAMES, SAMPLE_RATE
+from model.audio.features import (
+    chromagram, excerpt_span, log_mel, log_mel_patches, patch_spans, patch_starts, patches, track_features,
+)
+from model.params import CHROMA_HOP, EXCERPT_S, HOP_LENGTH, N_CHROMA, N_MELS, PATCH_FRAMES, SAMPLE_RATE
 
 
 def test_feature_shapes_follow_the_parameters():
@@ -68,10 +70,32 @@ def test_long_signals_are_computed_in_blocks_with_the_same_frames():
     assert mel.shape == (1 + len(y) // HOP_LENGTH, N_MELS)
     head = log_mel(y[:int(50 * SAMPLE_RATE)])   # under BLOCK_S: computed whole
     np.testing.assert_allclose(mel[:len(head) - 10], head[:-10], rtol=0, atol=LOG_MEL_TOLERANCE)
-    chroma = chromagram(y)
-    assert chroma.shape == (N_CHROMA, 1 + len(y) // CHROMA_HOP) and np.all(np.isfinite(chroma))
+    chroma = chromagram(y)   # of the middle excerpt only
+    assert chroma.shape == (N_CHROMA, 1 + int(EXCERPT_S * SAMPLE_RATE) // CHROMA_HOP) and np.all(np.isfinite(chroma))
     # Each frame is normalised to a peak of 1, as librosa's chroma_stft does.
     np.testing.assert_allclose(chroma.max(axis=0), 1.0, atol=1e-5)
+
+
+def test_the_chromagram_is_of_the_middle_excerpt_and_reads_nothing_else():
+    y = tone(600.0, SAMPLE_RATE, seed=4)   # ten minutes
+    start, stop = excerpt_span(len(y))
+    assert stop - start == EXCERPT_S * SAMPLE_RATE and abs((start + stop) / 2 - len(y) / 2) <= 1
+    outside = y.copy()
+    outside[:start] = outside[stop:] = np.nan   # a read of any other sample would spread NaN
+    np.testing.assert_allclose(chromagram(outside), chromagram(y[start:stop]), rtol=0, atol=1e-6)
+    assert excerpt_span(5 * SAMPLE_RATE) == (0, 5 * SAMPLE_RATE)
+
+
+@pytest.mark.parametrize("seconds", [2.0, 30.0, 600.0])
+def test_patches_read_only_their_spans(seconds):
+    y = tone(seconds, SAMPLE_RATE, seed=5)
+    spans = patch_spans(len(y))
+    holes = np.full_like(y, np.nan)
+    for start, stop in spans:
+        holes[start:stop] = y[start:stop]
+    np.testing.assert_allclose(log_mel_patches(holes), log_mel_patches(y), rtol=0, atol=LOG_MEL_TOLERANCE)
+    # Five patches of ~3 s: a ten-minute song's analysis reads a fortieth of it.
+    assert sum(stop - start for start, stop in spans) <= max(len(y), 5 * (PATCH_FRAMES + 2) * HOP_LENGTH)
 
 
 def test_a_short_clip_is_zero_padded_or_looped_to_one_patch():

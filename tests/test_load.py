@@ -1,35 +1,17 @@
 """The real server under load: 32 uploads at once. Every one is answered (200, or 503 with Retry-After
 beyond the analyses running and waiting), and the server's memory stays bounded. And its log."""
 import json
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from model.params import GENRES
-from serving import multipart, read_response, running_server, small_store, wav
+from serving import burst, multipart, rss_mb, running_server, send, small_store, wav
 
 CONCURRENT = 32
 # What 32 uploads at once may add to the idle server's resident memory: the analyses running at
 # once (2) hold their samples and features, the rest wait in files. Measured: about 150 MB.
 MAX_GROWTH_MB = 500
-
-
-def rss_mb(pid: int, field: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(field)
-
-
-def send(server, body: bytes, content_type: str) -> tuple[int, dict, bytes]:
-    request = (f"POST /api/analyze HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
-               f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
-    with socket.create_connection(server.address, timeout=300) as sock:
-        sock.sendall(request)
-        return read_response(sock)
 
 
 @pytest.fixture(scope="module")
@@ -52,37 +34,17 @@ def test_32_concurrent_uploads_are_all_answered_in_bounded_memory(server):
     clips = [multipart(wav(30.0, seed=i)) for i in range(CONCURRENT)]
     send(server, *clips[0])   # the first request's one-time costs are not load
     idle = rss_mb(server.pid, "VmRSS")
-    Path(f"/proc/{server.pid}/clear_refs").write_text("5")   # the peak (VmHWM) starts again from here
-    answers: list[tuple[int, tuple[int, dict, bytes]]] = []
-    start = threading.Barrier(CONCURRENT)
-
-    def upload(i: int) -> None:
-        start.wait()
-        answers.append((i, send(server, *clips[i])))
-
-    threads = [threading.Thread(target=upload, args=(i,)) for i in range(CONCURRENT)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(600)
-    peak = rss_mb(server.pid, "VmHWM")
-    assert len(answers) == CONCURRENT
-    refused = []
-    for i, (status, headers, body) in answers:
+    result = burst(server, clips)
+    refused = 0
+    for (status, headers, body), (final_status, _, final_body) in zip(result.first, result.final):
         answer = json.loads(body)
         if status == 503:
             assert int(headers["retry-after"]) >= 1 and "busy" in answer["error"]
-            refused.append(i)
-            continue
-        assert status == 200, answer
-        assert set(answer["probabilities"]) == set(GENRES) and len(answer["recommendations"]) == 3
-    deadline = time.monotonic() + 300
-    for i in refused:   # a refused upload is answered when it comes back
-        status, headers, body = send(server, *clips[i])
-        while status == 503 and time.monotonic() < deadline:
-            time.sleep(int(headers["retry-after"]))
-            status, headers, body = send(server, *clips[i])
-        assert status == 200, body
+            refused += 1
+        else:
+            assert status == 200, answer
+            assert set(answer["probabilities"]) == set(GENRES) and len(answer["recommendations"]) == 3
+        assert final_status == 200, final_body   # a refused upload is answered when it comes back
     assert server.process.poll() is None
-    assert peak - idle < MAX_GROWTH_MB, f"idle {idle:.0f} MB, peak {peak:.0f} MB"
-    print(f"idle {idle:.0f} MB, peak {peak:.0f} MB, {len(refused)} of {CONCURRENT} refused at first")
+    assert result.peak_mb - idle < MAX_GROWTH_MB, f"idle {idle:.0f} MB, peak {result.peak_mb:.0f} MB"
+    print(f"idle {idle:.0f} MB, peak {result.peak_mb:.0f} MB, {refused} of {CONCURRENT} refused at first")

@@ -116,6 +116,16 @@ def test_a_store_built_with_other_parameters_is_a_clear_error(tmp_path):
         Store(tmp_path / "nowhere")
 
 
+def test_a_store_of_the_whole_track_chromagrams_before_is_refused(tmp_path):
+    # What a store built before the chromagram became the middle excerpt's recorded (feature version 1).
+    manifest = {"format": 1, "versions": {}, "params": {
+        "feature_version": 1, "sample_rate": 16000, "n_fft": 512, "hop_length": 256, "n_mels": 96,
+        "log_mel_scale": 10000.0, "patch_frames": 187, "chroma_n_fft": 4096, "chroma_hop": 512, "n_chroma": 12}}
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match=r"feature_version=1 \(needs 2\), excerpt_s=None .*rebuild it"):
+        Store(tmp_path)
+
+
 def test_cli_prints_a_summary_and_fails_cleanly_on_a_missing_source(tmp_path):
     source = make_collection(tmp_path / "src", per_genre=1)
     run = subprocess.run([sys.executable, "preprocess.py", str(source), "--data", str(tmp_path / "d")],

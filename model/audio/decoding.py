@@ -4,15 +4,19 @@ Hostile or damaged files must not take the service down (issue 6), so the header
 anything is read (sample rate, channels, declared length: `model.params`), and the file is then read
 in blocks of at most `BLOCK_SAMPLES` samples, each mixed to mono and resampled at once: what is held
 is only the 16 kHz result, at most `MAX_DURATION_S` of it, whatever the file's rate and length.
+
+An analysis reads only a few spans of a long song (its network patches, its middle excerpt): given
+them (`spans`), `decode` seeks to each and decodes only there, where the file allows it.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, Callable, Sequence, Union
 
 import numpy as np
 import soundfile as sf
@@ -22,6 +26,8 @@ from model.params import (FULL_SCALE_HEADROOM, MAX_CHANNELS, MAX_DURATION_S, MAX
                           MIN_DURATION_S, MIN_SOURCE_RATE, SAMPLE_RATE)
 
 AudioSource = Union[str, Path, bytes, BinaryIO]
+# [start, stop) ranges of 16 kHz samples
+Spans = Sequence[tuple[int, int]]
 
 # Formats libsndfile decodes without ffmpeg; the file's content decides, not its name.
 SUPPORTED_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
@@ -45,6 +51,11 @@ _PLACEHOLDER_SIZES = (0, 0xFFFFFFFF)
 _OGG_EOS = 0x04          # header_type flag of an Ogg stream's last page
 _OGG_MAX_PAGE = 27 + 255 + 255 * 255   # bytes: header, segment table, body
 _MP3_MAX_FRAME = 2048    # bytes: an MPEG audio frame is at most 1441 (320 kbit/s at 32 kHz)
+# Decoded before and after each span and dropped: the resampler's filter needs samples on both sides,
+# and libsndfile's MP3 decoder gives garbled samples for ~40 ms after a seek (its bit reservoir).
+SPAN_MARGIN_S = 0.25
+# Sample types that can hold any level: the level check needs all of such a file (see `decode`).
+_FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
 
 
 class AudioError(ValueError):
@@ -58,6 +69,8 @@ class Audio:
     content_hash: str        # sha256 of the source-rate mono samples: equal for a WAV and a FLAC of one recording
     source_rate: int = 0     # Hz, the file's own rate; 0: not decoded from a file
     truncated: bool = False  # the file stops before its declared end (or its stream breaks off); what decoded is here
+    spans: tuple[tuple[int, int], ...] = ()   # only these [start, stop) of `samples` were decoded (the rest
+                                              # is zeros, and content_hash is ""); () where all of it was
 
     @property
     def duration_s(self) -> float:
@@ -65,14 +78,27 @@ class Audio:
 
 
 def decode(source: AudioSource, min_duration_s: float = MIN_DURATION_S,
-           max_duration_s: float = MAX_DURATION_S) -> Audio:
+           max_duration_s: float = MAX_DURATION_S, spans: Callable[[int], Spans] | None = None) -> Audio:
     """Decode a file (path, bytes or binary file object) of any sample rate and channel count into
     16 kHz mono float32.
 
     Raises AudioError (its message says why) for undecodable, empty, silent, too short or too long
     input, an absurd header (rate, channels), non-finite samples or float samples far above full
     scale. A file that breaks off is decoded as far as it goes and flagged `truncated`.
+
+    `spans` maps the whole audio's 16 kHz length to the [start, stop) ranges of it that will be read.
+    Where they cover less than half of it, and the file says exactly how long it is and can seek
+    (WAV, FLAC, Ogg, MP3 with a Xing/Info header, ...), only they are decoded: see `Audio.spans`. The
+    rest is read where a span does not decode whole (the file may be cut short), seems silent, or is
+    louder than full scale allows (the level check needs all of it), and for float sample types.
     """
+    if spans is not None:
+        position = source.tell() if hasattr(source, "tell") else None
+        partial = _decode_spans(source, spans, min_duration_s, max_duration_s)
+        if partial is not None:
+            return partial
+        if position is not None:
+            source.seek(position)
     ogg_truncated = _ogg_truncated(source)
     with _open(source) as f:
         rate, channels, declared, container = f.samplerate, f.channels, f.frames, f.format
@@ -105,6 +131,66 @@ def decode(source: AudioSource, min_duration_s: float = MIN_DURATION_S,
         samples *= np.float32(1 / stream.peak)
     return Audio(samples=samples, sample_rate=SAMPLE_RATE, content_hash=stream.content_hash(),
                  source_rate=rate, truncated=truncated)
+
+
+def _decode_spans(source: AudioSource, spans: Callable[[int], Spans], min_duration_s: float,
+                  max_duration_s: float) -> Audio | None:
+    """`decode` of only the spans of the audio, or None where all of it must be read."""
+    if _ogg_truncated(source):
+        return None
+    with _open(source) as f:
+        rate, declared = f.samplerate, f.frames
+        if not isinstance(f, sf.SoundFile) or not f.seekable() or f.subtype in _FLOAT_SUBTYPES \
+                or declared in (0, UNKNOWN_FRAMES) or (f.format == "MP3" and not _mp3_length_is_exact(source)):
+            return None
+        _check_header(rate, f.channels, declared, max_duration_s)
+        if _declares_more_than_it_holds(f.extra_info) or declared / rate < min_duration_s:
+            return None
+        length = round(declared * SAMPLE_RATE / rate)   # what the whole file resamples to (soxr rounds so)
+        wanted = _merged(spans(length), 0, length, 1)
+        reads = _merged(wanted, round(SPAN_MARGIN_S * SAMPLE_RATE), length, _grid(rate))
+        if 2 * sum(stop - start for start, stop in reads) >= length:
+            return None
+        samples = np.zeros(length, np.float32)   # its pages outside the spans are never touched: no memory
+        peak = 0.0
+        for start, stop in reads:
+            first, last = start * rate // SAMPLE_RATE, min(declared, -(-stop * rate // SAMPLE_RATE))
+            try:
+                f.seek(first)
+            except (sf.LibsndfileError, RuntimeError):   # a damaged or cut file: all of it is read instead
+                return None
+            stream = _Stream(rate, last - first, expected_frames=last - first)
+            if stream.read(f, max(1, BLOCK_SAMPLES // f.channels), limit=last - first) or stream.frames < last - first:
+                return None   # broke off or shorter than declared: the whole read says how
+            stream.finish()
+            block = stream.result()
+            for a, b in wanted:   # the margins' samples are left out: near a read's edges they are not exact
+                if start <= a and b <= stop:
+                    samples[a:b] = block[a - start:b - start]
+            peak = max(peak, stream.peak)
+    if peak < SILENCE_PEAK or peak > FULL_SCALE_HEADROOM:
+        return None
+    return Audio(samples=samples, sample_rate=SAMPLE_RATE, content_hash="", source_rate=rate,
+                 spans=tuple(wanted))
+
+
+def _grid(rate: int) -> int:
+    """The step, in 16 kHz samples, at which the 16 kHz and the source rate's samples coincide: a span
+    resampled from there lies on the grid of the whole file's resampling."""
+    return SAMPLE_RATE // math.gcd(rate, SAMPLE_RATE)
+
+
+def _merged(spans: Spans, margin: int, length: int, grid: int) -> list[tuple[int, int]]:
+    """The spans, widened by `margin` (their start down to a multiple of `grid`), clipped to [0,
+    length) and merged where they overlap."""
+    merged: list[list[int]] = []
+    for start, stop in sorted(spans):
+        start, stop = max(0, start - margin) // grid * grid, min(length, stop + margin)
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], stop)
+        else:
+            merged.append([start, stop])
+    return [(int(start), int(stop)) for start, stop in merged]
 
 
 class ByteStream(io.BytesIO):
@@ -147,15 +233,18 @@ class _Stream:
         self._output = np.empty(int(expected_frames * SAMPLE_RATE / rate) + _OUTPUT_MARGIN, np.float32)
         self._size = 0
 
-    def read(self, f: sf.SoundFile, block_frames: int) -> bool:
-        """Read `f` to its end; True when libsndfile failed part-way (the stream broke off)."""
+    def read(self, f: sf.SoundFile, block_frames: int, limit: int | None = None) -> bool:
+        """Read `f` to its end, or `limit` frames of it; True when libsndfile failed part-way (the
+        stream broke off)."""
         buffer = np.empty((block_frames, f.channels), np.float32)
-        while True:
-            frames, self.error = _read_block(f, buffer)
+        while limit is None or self.frames < limit:
+            wanted = block_frames if limit is None else min(block_frames, limit - self.frames)
+            frames, self.error = _read_block(f, buffer[:wanted])
             if frames:
                 self._add(_mono(buffer[:frames]))
             if self.error or frames == 0:
                 return bool(self.error)
+        return False
 
     def _add(self, mono: np.ndarray) -> None:
         peak = float(np.max(np.abs(mono)))    # NaN if any sample is NaN

@@ -1,7 +1,9 @@
 """Features computed from 16 kHz mono samples: MusiCNN's log-mel input, its patches, and chromagrams.
 
-Long signals are processed in blocks of frames, so that a 20-minute song holds no more spectrogram
-at once than a one-minute clip does."""
+Long signals' log-mels are processed in blocks of frames, so that a 20-minute song holds no more
+spectrogram at once than a one-minute clip does; a chromagram is only ever of a track's middle
+EXCERPT_S. `patch_spans` and `excerpt_span` say which samples the patches and the excerpt read, so
+that a long upload need decode nothing else (model.audio.decoding.decode's `spans`)."""
 from __future__ import annotations
 
 import contextlib
@@ -14,15 +16,13 @@ import numpy as np
 
 from model.audio import numba_cache
 from model.params import (
-    CHROMA_HOP, CHROMA_N_FFT, HOP_LENGTH, LOG_MEL_SCALE, MAX_PATCHES, N_CHROMA, N_FFT, N_MELS, PATCH_FRAMES,
-    SAMPLE_RATE, SHORT_CROP_S,
+    CHROMA_HOP, CHROMA_N_FFT, EXCERPT_S, HOP_LENGTH, LOG_MEL_SCALE, MAX_PATCHES, N_CHROMA, N_FFT, N_MELS,
+    PATCH_FRAMES, SAMPLE_RATE, SHORT_CROP_S,
 )
 
 
-# Frames computed at once for long signals (~60 s of either spectrogram), and the excerpts a long
-# signal's tuning is estimated from. Signals of up to BLOCK_S seconds are computed whole.
+# Log-mel frames computed at once for long signals (~60 s); signals of up to BLOCK_S seconds are computed whole.
 BLOCK_S = 60.0
-TUNING_EXCERPTS = 4
 _warm_lock = threading.Lock()
 _warm = False
 
@@ -40,7 +40,7 @@ def warm_up() -> None:
         noise = np.random.default_rng(0).uniform(-0.5, 0.5, 2 * SAMPLE_RATE).astype(np.float32)
         _log_mel(noise, center=True)
         _log_mel(np.stack([noise, noise]), center=False)   # a batch of patches: other array types
-        _chroma_whole(noise)
+        _chroma(noise)
         numba_cache.publish()
         _warm = True
 
@@ -57,13 +57,24 @@ def _log_mel(y: np.ndarray, center: bool) -> np.ndarray:
     return np.log10(1.0 + LOG_MEL_SCALE * np.swapaxes(mel, -1, -2)).astype(np.float32)
 
 
+def _segment_bounds(n_fft: int, hop: int, start: int, n_frames: int) -> tuple[int, int]:
+    """The samples [lo, hi) of the signal (lo < 0 or hi beyond its end: zero padding) whose uncentred
+    frames are frames start..start+n_frames-1 of the centred spectrogram. Frame i of a centred
+    spectrogram is the window starting at sample i * hop - n_fft // 2 of the signal zero-padded on
+    both sides (librosa's 'constant' padding)."""
+    lo = start * hop - n_fft // 2
+    return lo, lo + (n_frames - 1) * hop + n_fft
+
+
 def _frame_segments(y: np.ndarray, n_fft: int, hop: int, starts: np.ndarray, n_frames: int) -> list[np.ndarray]:
-    """Slices of `y` whose uncentred frames are frames start..start+n_frames-1 of the centred
-    spectrogram. Frame i of a centred spectrogram is the window starting at sample i * hop of the
-    signal zero-padded by n_fft // 2 on both sides (librosa's 'constant' padding)."""
-    padded = np.pad(y, n_fft // 2)
-    span = (n_frames - 1) * hop + n_fft
-    return [padded[s * hop:s * hop + span] for s in starts]
+    """Slices of `y`, zero-padded where they reach beyond it, whose uncentred frames are frames
+    start..start+n_frames-1 of the centred spectrogram. Only the slices are copied, never the whole
+    signal: a long upload's samples outside them are not even decoded."""
+    segments = []
+    for start in starts:
+        lo, hi = _segment_bounds(n_fft, hop, start, n_frames)
+        segments.append(np.pad(y[max(lo, 0):max(min(hi, len(y)), 0)], (max(-lo, 0), max(hi - len(y), 0))))
+    return segments
 
 
 def _blocks(total_frames: int, hop: int) -> list[tuple[int, int]]:
@@ -92,6 +103,23 @@ def patch_starts(n_frames: int, max_patches: int | None = None) -> np.ndarray:
     if max_patches is None or n_whole <= max_patches:
         return np.arange(n_whole) * PATCH_FRAMES
     return np.round(np.linspace(0, n_frames - PATCH_FRAMES, max_patches)).astype(int)
+
+
+def patch_spans(n_samples: int, max_patches: int | None = MAX_PATCHES) -> list[tuple[int, int]]:
+    """The samples [start, stop) that `log_mel_patches` reads of a signal of `n_samples` samples."""
+    n_frames = 1 + n_samples // HOP_LENGTH
+    if n_frames <= PATCH_FRAMES:
+        return [(0, n_samples)]
+    bounds = (_segment_bounds(N_FFT, HOP_LENGTH, s, PATCH_FRAMES) for s in patch_starts(n_frames, max_patches))
+    return [(max(lo, 0), min(hi, n_samples)) for lo, hi in bounds]
+
+
+def excerpt_span(n_samples: int) -> tuple[int, int]:
+    """The samples [start, stop) of a signal's middle EXCERPT_S (all of a shorter one): what its
+    chromagram (and an upload's fingerprint query) is computed from."""
+    length = min(n_samples, int(EXCERPT_S * SAMPLE_RATE))
+    start = (n_samples - length) // 2
+    return start, start + length
 
 
 def fill_patch(mel: np.ndarray, loop: bool = False) -> np.ndarray:
@@ -146,38 +174,20 @@ def _pitchless_is_fine() -> Iterator[None]:
         yield
 
 
-def _chroma_whole(y: np.ndarray) -> np.ndarray:
-    with _pitchless_is_fine():
-        return librosa.feature.chroma_stft(y=y, sr=SAMPLE_RATE, n_fft=CHROMA_N_FFT, hop_length=CHROMA_HOP,
-                                           n_chroma=N_CHROMA)
-
-
-def _power(segment: np.ndarray) -> np.ndarray:
-    return np.abs(librosa.stft(segment, n_fft=CHROMA_N_FFT, hop_length=CHROMA_HOP, center=False)) ** 2
-
-
 def chromagram(y: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Energy-normalised chromagram, shape (N_CHROMA, frames), float32.
-
-    A signal longer than BLOCK_S is computed in blocks, with one tuning estimated from
-    TUNING_EXCERPTS excerpts spread over it (a shorter one's tuning is estimated from all of it)."""
+    """Energy-normalised chromagram of the middle EXCERPT_S of `y` (`excerpt_span`), shape
+    (N_CHROMA, frames), float32: librosa's chroma_stft, with its tuning estimate."""
     _check_rate(sr)
     warm_up()
-    y = np.asarray(y, dtype=np.float32)
-    if len(y) <= BLOCK_S * SAMPLE_RATE:
-        return _chroma_whole(y).astype(np.float32)
-    n_frames = 1 + len(y) // CHROMA_HOP
-    excerpt = int(BLOCK_S * SAMPLE_RATE) // CHROMA_HOP // TUNING_EXCERPTS
-    starts = np.round(np.linspace(0, n_frames - excerpt, TUNING_EXCERPTS)).astype(int)
-    sample = np.hstack([_power(s) for s in _frame_segments(y, CHROMA_N_FFT, CHROMA_HOP, starts, excerpt)])
+    return _chroma(np.asarray(y[slice(*excerpt_span(len(y)))], dtype=np.float32))
+
+
+def _chroma(y: np.ndarray) -> np.ndarray:
     with _pitchless_is_fine():
-        tuning = librosa.estimate_tuning(S=sample, sr=SAMPLE_RATE, bins_per_octave=N_CHROMA)
-    blocks = [librosa.feature.chroma_stft(S=_power(_frame_segments(y, CHROMA_N_FFT, CHROMA_HOP, np.array([s]), n)[0]),
-                                          sr=SAMPLE_RATE, n_fft=CHROMA_N_FFT, tuning=tuning, n_chroma=N_CHROMA)
-              for s, n in _blocks(n_frames, CHROMA_HOP)]
-    return np.concatenate(blocks, axis=1).astype(np.float32)
+        return librosa.feature.chroma_stft(y=y, sr=SAMPLE_RATE, n_fft=CHROMA_N_FFT, hop_length=CHROMA_HOP,
+                                           n_chroma=N_CHROMA).astype(np.float32)
 
 
 def track_features(y: np.ndarray, sr: int = SAMPLE_RATE) -> dict[str, np.ndarray]:
-    """Everything a store keeps of a track: `mel` and `chroma`."""
+    """Everything a store keeps of a track: `mel` (all of it) and `chroma` (of its middle EXCERPT_S)."""
     return {"mel": log_mel(y, sr), "chroma": chromagram(y, sr)}

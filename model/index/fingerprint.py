@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import maximum_filter
 
-from model.audio.features import log_mel
-from model.params import HOP_LENGTH, N_MELS, SAMPLE_RATE
+from model.audio.features import excerpt_span, log_mel
+from model.params import HOP_LENGTH, N_MELS
 
 # Peaks: maxima of a neighbourhood of +-PEAK_FRAMES frames (~0.2 s) and +-PEAK_BANDS mel bands,
 # at least PEAK_FLOOR above the track's median level (log10 units: 10 dB), so silence and noise
@@ -32,7 +32,6 @@ MAX_DF = 31
 # A match: at least MIN_ALIGNED hashes at one offset, and at least MIN_SHARE of the query's.
 MIN_ALIGNED = 20
 MIN_SHARE = 0.05
-MAX_QUERY_S = 30.0   # a longer upload is recognised by its first 30 s (which a full copy shares)
 # An upload is fingerprinted at this many offsets within one hop: a trimmed copy's frames fall
 # anywhere between the original's, and peaks half a frame off lose most pairs (a 12 s excerpt
 # scored 35 aligned hashes at one offset, 454 at another). Two offsets leave at most a quarter hop.
@@ -79,8 +78,9 @@ def fingerprint(mel: np.ndarray) -> Fingerprint:
 
 
 def query_prints(y: np.ndarray) -> list[Fingerprint]:
-    """An upload's fingerprints from its 16 kHz samples: its first MAX_QUERY_S, at QUERY_PHASES offsets."""
-    y = y[:int(MAX_QUERY_S * SAMPLE_RATE)]
+    """An upload's fingerprints from its 16 kHz samples: of its middle EXCERPT_S (`excerpt_span`, which a
+    full copy shares, and all an analysis decodes of a long upload), at QUERY_PHASES offsets."""
+    y = y[slice(*excerpt_span(len(y)))]
     return [fingerprint(log_mel(y[k * HOP_LENGTH // QUERY_PHASES:])) for k in range(QUERY_PHASES)]
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from model.audio.features import log_mel_patches
 from model.network.shapes import EMBEDDING_DIM, POOLED_DIM
-from model.params import GENRES, MAX_PATCHES, SAMPLE_RATE, feature_params
+from model.params import GENRES, MAX_PATCHES, SAMPLE_RATE, network_params
 from model.network.weights import BACKBONE_CHECKPOINTS, DEFAULT_WEIGHTS_DIR, HEAD_FILE, HEAD_INFO_FILE, backbone_file
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ def read_head_info(weights_dir: Path) -> dict:
         raise WeightsError(f"the head in {weights_dir} was trained for genres {info['genres']}, "
                            f"this version has {list(GENRES)}")
     recorded = info.get("feature_params", {})
-    if any(recorded.get(k) != v for k, v in feature_params().items()):
+    if any(recorded.get(k) != v for k, v in network_params().items()):
         raise WeightsError(f"the head in {weights_dir} was trained on other feature parameters "
                            f"({recorded}): retrain it with python -m model.train")
     if "input" not in info:

@@ -1,6 +1,7 @@
 """The service's state: a store, the classifier and the k-NN index over the store, built once.
 
 `Library.analyse` is all a request does: features, one network pass, one index query, one fingerprint query.
+It reads only `Library.spans` of an upload, so a long one need be decoded only there (model.audio.decoding).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from model.audio.decoding import Audio, resample
 from model.network.classifier import GenreClassifier
 from model.network.embeddings import patch_embeddings
 from model.index.explain import reasons
-from model.audio.features import chromagram
+from model.audio.features import chromagram, excerpt_span, patch_spans
 from model.index.fingerprint import FingerprintIndex, query_prints
 from model.params import MAX_PATCHES
 from model.index.ann import IndexMismatch, load_index
@@ -62,7 +63,7 @@ class Library:
         self.tracks = store.tracks()
         if not self.tracks:
             raise StoreError(f"the store at {store.root} holds no tracks: build it with preprocess.py")
-        # A request's chromagram (librosa's tuning estimate, mostly) is computed beside its network pass,
+        # A request's chromagram and fingerprint query are computed beside its network pass,
         # on the other core: ~40 ms less per request on 2 cores. Enough threads for the analyses the service admits at once.
         self._chroma_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="chroma")
         # A collection can hold one recording twice under two ids (GTZAN has exact repeats).
@@ -102,6 +103,12 @@ class Library:
         noise = np.random.default_rng(0).uniform(-0.5, 0.5, 30 * 22050).astype(np.float32)
         self.analyse(Audio(noise, 22050, content_hash=""))
 
+    @staticmethod
+    def spans(n_samples: int) -> list[tuple[int, int]]:
+        """The [start, stop) 16 kHz samples of an upload of `n_samples` that `analyse` reads: the network's
+        patches and the middle excerpt (its chromagram and fingerprints)."""
+        return patch_spans(n_samples) + [excerpt_span(n_samples)]
+
     def _copies_of(self, y: np.ndarray) -> list[int]:
         """Library rows the upload (16 kHz samples) is a copy of, best first: by fingerprint, then
         every other library copy of those tracks' audio."""
@@ -110,7 +117,8 @@ class Library:
 
     def analyse(self, audio: Audio) -> Analysis:
         y = resample(audio.samples, audio.sample_rate)
-        # The chromagram and the fingerprint are computed on another core, beside the network pass.
+        # The chromagram and the fingerprint (both of the middle excerpt) are computed on another core,
+        # beside the network pass.
         chroma = self._chroma_pool.submit(chromagram, y) if self.features != "embedding" else None
         copies = self._chroma_pool.submit(self._copies_of, y)
         probs, embedding = self.classifier.analyse(y)

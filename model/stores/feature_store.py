@@ -16,12 +16,11 @@ Rows are buffered by the writer and written as one new shard per genre at most F
 were computed: a temporary file, renamed, after every features file it names. So a writer killed at
 any moment leaves a readable store; what it had not written is computed again by the next run.
 Shards are never changed; small ones are merged into a new one, whose rows readers take once.
-A store of format 1 (a tracks.csv table per genre) is upgraded when it is first opened.
+A store of format 1 (a tracks.csv table per genre; feature version 1) is refused: it is built again.
 """
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import re
@@ -36,14 +35,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model.atomic import atomic_write, remove_leftovers
-from model.index.fingerprint import Fingerprint, fingerprint, fingerprint_params
-from model.index.knn import chroma_summary
+from model.index.fingerprint import Fingerprint, fingerprint_params
 from model.params import N_CHROMA, feature_params
 
 MANIFEST = "manifest.json"
 LOCK = ".writer.lock"
 FEATURES = "features"
-FORMAT_1_TABLE = "tracks.csv"   # format 1's track table, upgraded on opening
 SHARD_PREFIX, SHARD_SUFFIX = "part-", ".parquet"
 STORE_FORMAT = 2
 SUMMARY_SIZE = 3 * N_CHROMA   # model.index.knn.chroma_summary
@@ -143,8 +140,6 @@ class Store:
         manifest_path = self.root / MANIFEST
         if manifest_path.exists():
             manifest = json.loads(manifest_path.read_text())
-            if manifest.get("format") == 1 and manifest.get("params") == feature_params():
-                manifest = self._upgrade_from_1(manifest)
             self.manifest = self._check(manifest)
             if log_mel is not None and log_mel != self.keeps_mel:
                 raise StoreError(f"the store at {self.root} was built {self._mel_words()}: build a store "
@@ -157,31 +152,6 @@ class Store:
         else:
             raise StoreError(f"no feature store at {self.root} (no {MANIFEST}): build one with preprocess.py")
         self._load_tables()
-
-    def _upgrade_from_1(self, manifest: dict) -> dict:
-        """A store of format 1 (a tracks.csv table per genre, every track's features file) gets its rows
-        from its features files, then this format's manifest; its tables go last, so that an upgrade
-        killed midway starts again."""
-        self.manifest = {**manifest, "format": STORE_FORMAT, "params": store_params(), "log_mel": True}
-        tables = sorted(self.root.glob(f"*/{FORMAT_1_TABLE}"))
-        with self.writer():
-            for table in tables:
-                genre = table.parent.name
-                for leftover in self._shard_paths(genre):   # of an upgrade killed before it finished
-                    leftover.unlink()
-                self._rows[genre] = {}
-                with table.open(newline="") as f:
-                    tracks = [Track(id=row["id"], genre=genre, source=row["source"], duration_s=float(row["duration_s"]),
-                                    content_hash=row["content_hash"]) for row in csv.DictReader(f)]
-                for track in tracks:
-                    features = self.load(track)
-                    self.add(Entry(track, chroma_summary(features["chroma"]), fingerprint(features["mel"])))
-            self.flush()
-            with atomic_write(self.root / MANIFEST, "w") as f:
-                json.dump(self.manifest, f, indent=2)
-            for table in tables:
-                table.unlink()
-        return self.manifest
 
     @property
     def keeps_mel(self) -> bool:
