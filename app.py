@@ -18,15 +18,15 @@ import soundfile as sf
 from flask import Flask, Response, g, jsonify, redirect, render_template, request, send_file, url_for
 from werkzeug.exceptions import HTTPException
 
-from model.service.admission import Admission, Busy
-from model.audio.decoding import AudioError, decode
 from model.audio.av_decode import EXTENSIONS as AV_EXTENSIONS, AvFile
+from model.audio.decoding import AudioError, decode
 from model.network.classifier import GenreClassifier
-from model.stores.demo_library import is_demo
+from model.service.admission import Admission, Busy
 from model.service.library import Analysis, Library
 from model.service.settings import FORM_OVERHEAD_BYTES, from_env
-from model.stores.feature_store import Store
 from model.service.uploads import Uploads, accept_attribute, audio_extension, format_names
+from model.stores.demo_library import is_demo
+from model.stores.feature_store import Store
 
 # What browsers play as it is; a library or upload file in another format is sent as WAV.
 BROWSER_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg",

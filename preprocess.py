@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 from model.index.build import build_index
-from model.stores.ingest import ENGINES, EngineError, ingest
 from model.service.settings import from_env
 from model.stores.feature_store import StoreError
+from model.stores.ingest import ENGINES, EngineError, ingest
 
 
 def main(argv: list[str] | None = None) -> int:

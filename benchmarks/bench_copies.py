@@ -24,8 +24,8 @@ from benchmarks.common import SHARED_GTZAN  # noqa: E402
 from benchmarks.copies import COPIES, TRIM_S, encode  # noqa: E402
 from model.audio.decoding import decode, resample  # noqa: E402
 from model.index.fingerprint import FingerprintIndex, query_prints  # noqa: E402
-from model.stores.ingest import ingest  # noqa: E402
 from model.stores.feature_store import Store  # noqa: E402
+from model.stores.ingest import ingest  # noqa: E402
 
 
 def clip_kind(duration_s: float) -> str:

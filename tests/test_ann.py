@@ -11,9 +11,9 @@ import pytest
 import model.index.ann as ann
 from benchmarks.synthetic import synthetic_library
 from conftest import REPO
+from model.audio.decoding import decode
 from model.index.ann import AnnKnn, IndexMismatch, load_index, save_index
 from model.index.build import build_index, index_key, index_path, main as index_main
-from model.audio.decoding import decode
 from model.index.knn import GenreKnn, SpaceScaler
 from model.progress import Progress
 from model.stores.demo_library import build

@@ -15,11 +15,11 @@ import model.service.library
 from app import create_app, default_config
 from av_media import encoded
 from conftest import mp3_bytes, tone, write_audio
-from model.stores.demo_library import write_clips
-from model.stores.ingest import ingest
 from model.params import GENRES
 from model.service.settings import from_env
 from model.service.uploads import FORMATS, format_names
+from model.stores.demo_library import write_clips
+from model.stores.ingest import ingest
 
 PER_GENRE = 2
 

@@ -10,8 +10,8 @@ from av_media import KINDS, encoded
 from conftest import tone
 import model.audio.decoding
 import model.audio.av_decode
-from model.audio.decoding import UNKNOWN_FRAMES, AudioError, decode
 from model.audio.av_decode import AvError, AvFile, probe
+from model.audio.decoding import UNKNOWN_FRAMES, AudioError, decode
 from model.service.uploads import audio_extension
 
 EXTENSIONS = {"m4a": ".m4a", "aac": ".aac", "wma": ".wma", "webm": ".webm", "mp4": ".mp4",

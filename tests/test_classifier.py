@@ -9,9 +9,9 @@ import pytest
 
 from conftest import REPO, shared_clips, tone, write_audio
 from model.network.classifier import GenreClassifier, WeightsError
+from model.network.weights import DEFAULT_WEIGHTS_DIR, HEAD_INFO_FILE
 from model.params import GENRES, HOP_LENGTH, MAX_PATCHES, SAMPLE_RATE
 from model.predict import predict_file
-from model.network.weights import DEFAULT_WEIGHTS_DIR, HEAD_INFO_FILE
 
 
 def test_patch_probabilities_are_distributions_over_the_genres(classifier):

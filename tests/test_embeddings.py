@@ -3,8 +3,8 @@ import numpy as np
 
 from conftest import tone, write_audio
 from model.network.embeddings import patch_embeddings
-from model.stores.ingest import ingest
 from model.stores.feature_store import Store
+from model.stores.ingest import ingest
 
 
 def test_cache_is_keyed_by_weights_patch_selection_and_content(tmp_path):

@@ -8,8 +8,8 @@ import pytest
 from conftest import write_audio
 from golden.make_golden import SYNTHETIC, SYNTHETIC_RATE, golden_path, synthetic_pcm
 from model.audio.decoding import decode, resample
-from model.network.classifier import load_backbone
 from model.audio.features import log_mel, patches
+from model.network.classifier import load_backbone
 from model.network.musicnn import EMBEDDING_DIM, N_TAGS
 from model.network.weights import BACKBONE_CHECKPOINTS
 

@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO, tone, write_audio
-from model.stores.collection import UNSORTED, discover
-from model.stores.ingest import ingest
 from model.params import N_CHROMA, N_MELS, PATCH_FRAMES
+from model.stores.collection import UNSORTED, discover
 from model.stores.feature_store import MANIFEST, Store, StoreError
+from model.stores.ingest import ingest
 
 
 def make_collection(root, genres=("blues", "rock"), per_genre=2, ext=".wav", seconds=2.5, sr=22050, **kwargs):
@@ -122,6 +122,13 @@ def test_a_store_of_the_whole_track_chromagrams_before_is_refused(tmp_path):
         "feature_version": 1, "sample_rate": 16000, "n_fft": 512, "hop_length": 256, "n_mels": 96,
         "log_mel_scale": 10000.0, "patch_frames": 187, "chroma_n_fft": 4096, "chroma_hop": 512, "n_chroma": 12}}
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match=r"has format 1, this version reads format 2: rebuild it"):
+        Store(tmp_path)
+    # The same parameters in this format's manifest: the differing parameters are named.
+    Store(tmp_path / "now", create=True)
+    current = json.loads((tmp_path / "now" / MANIFEST).read_text())
+    (tmp_path / MANIFEST).write_text(json.dumps({**current, "params": {**current["params"], **manifest["params"],
+                                                                       "excerpt_s": None}}))
     with pytest.raises(StoreError, match=r"feature_version=1 \(needs 2\), excerpt_s=None .*rebuild it"):
         Store(tmp_path)
 

@@ -8,15 +8,15 @@ import soundfile as sf
 
 from conftest import write_audio
 from model.audio.decoding import decode
-from model.network.classifier import GenreClassifier
-from model.stores.demo_library import build, is_demo, synthesise, write_clips
 from model.audio.features import chromagram
-from model.stores.ingest import ingest
-from model.service.library import Library
-from model.params import GENRES, SAMPLE_RATE
 from model.index.knn import GenreKnn, SpaceScaler, chroma_summary
+from model.network.classifier import GenreClassifier
+from model.params import GENRES, SAMPLE_RATE
+from model.service.library import Library
 from model.service.settings import from_env
+from model.stores.demo_library import build, is_demo, synthesise, write_clips
 from model.stores.feature_store import Store
+from model.stores.ingest import ingest
 
 WEIGHTS = from_env().weights_dir
 

@@ -11,10 +11,10 @@ import onnxruntime as ort
 import pytest
 
 from conftest import REPO, tone
+from model.audio.features import log_mel_patches
 from model.network.classifier import GenreClassifier, HeadInput, WeightsError, build_head, load_backbone
 from model.network.weights import BACKBONE_CHECKPOINTS, DEFAULT_WEIGHTS_DIR, HEAD_INFO_FILE, ONNX_FILE
 from model.params import MAX_PATCHES, SAMPLE_RATE
-from model.audio.features import log_mel_patches
 
 from model.network.keras_runtime import KerasNetwork
 

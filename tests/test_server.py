@@ -8,9 +8,9 @@ import uuid
 import pytest
 
 from conftest import shared_clips
-from model.stores.ingest import ingest
 from model.params import GENRES
 from model.service.settings import from_env
+from model.stores.ingest import ingest
 from serving import running_server
 
 

@@ -7,11 +7,11 @@ import numpy as np
 
 from conftest import tone, write_audio
 from model.network.classifier import GenreClassifier
-from model.stores.ingest import ingest
+from model.network.weights import BACKBONE_FILE, DEFAULT_WEIGHTS_DIR, HEAD_INFO_FILE
 from model.params import GENRES
 from model.stores.feature_store import Track
+from model.stores.ingest import ingest
 from model.train import block_folds, main as train_main
-from model.network.weights import BACKBONE_FILE, DEFAULT_WEIGHTS_DIR, HEAD_INFO_FILE
 
 
 def test_folds_are_contiguous_blocks_of_ids_in_every_genre():

@@ -22,8 +22,8 @@ import numpy as np
 
 from model.atomic import atomic_write
 from model.index.knn import K, GenreKnn, Pick, SpaceScaler
-from model.progress import Progress
 from model.params import ANN_MIN_ROWS, HNSW_CONNECTIVITY, HNSW_EXPANSION_ADD, HNSW_EXPANSION_SEARCH
+from model.progress import Progress
 
 # A graph saved by another major version of faiss may not load: the key records it.
 BACKEND = f"faiss {faiss.__version__.split('.')[0]}"

@@ -17,8 +17,8 @@ import numpy as np
 
 from model.audio.features import log_mel_patches
 from model.network.shapes import EMBEDDING_DIM, POOLED_DIM
-from model.params import GENRES, MAX_PATCHES, SAMPLE_RATE, network_params
 from model.network.weights import BACKBONE_CHECKPOINTS, DEFAULT_WEIGHTS_DIR, HEAD_FILE, HEAD_INFO_FILE, backbone_file
+from model.params import GENRES, MAX_PATCHES, SAMPLE_RATE, network_params
 
 if TYPE_CHECKING:
     import keras

@@ -13,17 +13,17 @@ from pathlib import Path
 import numpy as np
 
 from model.audio.decoding import Audio, resample
-from model.network.classifier import GenreClassifier
-from model.network.embeddings import patch_embeddings
-from model.index.explain import reasons
 from model.audio.features import chromagram, excerpt_span, patch_spans
-from model.index.fingerprint import FingerprintIndex, query_prints
-from model.params import MAX_PATCHES
 from model.index.ann import IndexMismatch, load_index
 from model.index.build import fit_index, index_key, index_path
+from model.index.explain import reasons
+from model.index.fingerprint import FingerprintIndex, query_prints
 from model.index.knn import chroma_summary
-from model.stores.feature_store import Store, StoreError, Track
+from model.network.classifier import GenreClassifier
+from model.network.embeddings import patch_embeddings
 from model.network.weights import BACKBONE_FILE, file_digest
+from model.params import MAX_PATCHES
+from model.stores.feature_store import Store, StoreError, Track
 
 log = logging.getLogger("soundalike.library")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import soundfile as sf
 
-from model.audio import av_decode
 from model.atomic import atomic_write, remove_leftovers
+from model.audio import av_decode
 from model.audio.decoding import ByteStream
 
 # libsndfile's container name -> the extension a kept upload gets (its content decides, not its name).

@@ -17,10 +17,10 @@ import numpy as np
 import soundfile as sf
 
 from model.atomic import atomic_write
-from model.stores.ingest import Summary, ingest
 from model.params import GENRES, SAMPLE_RATE
 from model.service.settings import from_env
 from model.stores.feature_store import MANIFEST, Store
+from model.stores.ingest import Summary, ingest
 
 AUDIO_FOLDER = "demo-audio"   # no tracks.csv directly inside it, so the store never takes it for a genre
 CLIPS_PER_GENRE = 3

@@ -13,11 +13,11 @@ from typing import Callable, Union
 
 from model.audio import numba_cache
 from model.audio.decoding import AudioError, decode
-from model.stores.collection import Candidate, discover
 from model.audio.features import track_features, warm_up
 from model.index.fingerprint import fingerprint
 from model.index.knn import chroma_summary
 from model.progress import Progress
+from model.stores.collection import Candidate, discover
 from model.stores.feature_store import Entry, Store, Track
 
 
