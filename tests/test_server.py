@@ -1,6 +1,7 @@
 """End to end: a store of a few shared GTZAN clips, the real server (`python app.py`) on a free loopback
 port, real clips uploaded over HTTP."""
 import json
+import platform
 import urllib.error
 import urllib.request
 import uuid
@@ -83,3 +84,13 @@ def test_bad_input_over_http_is_4xx_and_plain(server):
     assert status in (415, 422) and "error" in json.loads(body)
     status, _, body = upload(server["base"], "/api/analyze", b"", "song.mp3")
     assert status == 400
+
+
+def test_malloc_arenas_are_capped_unless_the_environment_sets_them(monkeypatch):
+    from model.service.server import fewer_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert fewer_malloc_arenas() is False   # the operator's cap stands
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    if platform.libc_ver()[0] == "glibc":
+        assert fewer_malloc_arenas() is True

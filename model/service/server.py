@@ -22,7 +22,9 @@ to make room for new ones. A connection being closed that still cannot take its 
 """
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import resource
 import signal
 import sys
@@ -211,8 +213,26 @@ def make_server(app: Callable, settings: Settings) -> BoundedServer:
     return BoundedServer(app, map={}, dispatcher=dispatcher, adj=adj)
 
 
+M_ARENA_MAX = -8     # glibc's mallopt parameter (malloc.h)
+MALLOC_ARENAS = 2    # one per core of a 2-core host; MALLOC_ARENA_MAX in the environment wins
+
+
+def fewer_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas before the server's threads start. Each of its ~20 threads would
+    otherwise get an arena of its own (up to 8 per core) and keep what a request freed there: 499 MB
+    idle after requests instead of 411, and a 648 MB peak under 32 uploads instead of 563 (README).
+    False where the C library is not glibc, or the environment sets its own cap."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        return ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas) == 1
+    except (OSError, AttributeError):
+        return False
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fewer_malloc_arenas()
     from app import create_app   # here, so that importing this module loads neither the network nor its runtime
 
     settings = from_env()
