@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from benchmarks.common import REPO, verdict  # noqa: E402
 from benchmarks.synthetic import clip_summaries, synthetic_library  # noqa: E402
 from model.atomic import atomic_write  # noqa: E402
@@ -33,16 +35,10 @@ from model.index.ann import AnnKnn, save_index  # noqa: E402
 from model.index.knn import K, GenreKnn, SpaceScaler  # noqa: E402
 from model.params import HNSW_CONNECTIVITY, HNSW_EXPANSION_ADD, HNSW_EXPANSION_SEARCH  # noqa: E402
 from model.stores.feature_store import Track  # noqa: E402
+from serving import rss_mb  # noqa: E402
 
 TARGETS = {"recall": 0.95, "p50_ms": 5.0, "start_s": 10.0, "memory_mb": 1024.0}
 CROSSOVER_SIZES = (500, 1000, 2000, 5000, 10000, 20000, 50000)
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")   # not Linux: no /proc
 
 
 class UsearchKnn(AnnKnn):
@@ -88,13 +84,14 @@ def load_usearch(path: Path) -> UsearchKnn:
 def load_in_new_process(backend: str, path: Path) -> dict:
     """Start-up as the service sees it: a fresh process loads the saved index (the file is in the page
     cache, as after a restart). Its load time and resident memory growth."""
-    code = (f"import sys, time; sys.path.insert(0, {str(REPO)!r})\n"
-            "from benchmarks.bench_index import load_usearch, rss_mb\n"
+    code = (f"import os, sys, time; sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'tests')!r}]\n"
+            "from benchmarks.bench_index import load_usearch\n"
+            "from serving import rss_mb\n"
             "from model.index.ann import load_index\n"
             f"import {backend}\n"   # imported before the measurement: the service has it loaded
-            "before = rss_mb(); start = time.perf_counter()\n"
+            "before = rss_mb(os.getpid()); start = time.perf_counter()\n"
             f"index = load_usearch({str(path)!r}) if {backend!r} == 'usearch' else load_index({str(path)!r}, KEY)\n"
-            "print(time.perf_counter() - start, rss_mb() - before)\n").replace("KEY", "{'bench': 1}")
+            "print(time.perf_counter() - start, rss_mb(os.getpid()) - before)\n").replace("KEY", "{'bench': 1}")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     return {"load_s": float(out[-2]), "rss_mb": float(out[-1])}
 
@@ -149,10 +146,10 @@ def crossover(X: np.ndarray) -> None:
 def track_records_mb(n: int) -> float:
     """Resident memory of `n` Track records as the service's Library holds them (one per library row)."""
     gc.collect()
-    before = rss_mb()
+    before = rss_mb(os.getpid())
     tracks = [Track(id=f"track.{i:07d}", genre="country", source=f"/srv/music/country/track.{i:07d}.flac",
                     duration_s=30.0 + i % 7, content_hash=f"{i:064x}") for i in range(n)]
-    grown = rss_mb() - before
+    grown = rss_mb(os.getpid()) - before
     del tracks
     return grown
 
@@ -181,11 +178,11 @@ def bench_size(n: int, backends: list[str], centres: np.ndarray, centre_genres: 
         print(f"-- {backend}: M={HNSW_CONNECTIVITY}, ef_construction={HNSW_EXPANSION_ADD}, ef={HNSW_EXPANSION_SEARCH}")
         for scope in ("genre", "library"):
             gc.collect()
-            before = rss_mb()
+            before = rss_mb(os.getpid())
             start = time.perf_counter()
             index = (UsearchKnn if backend == "usearch" else AnnKnn)(scope=scope).fit(X, genres)
             build_s = time.perf_counter() - start
-            grown = rss_mb() - before
+            grown = rss_mb(os.getpid()) - before
             path = folder / f"{backend}-{scope}-{n}.npz"
             if backend == "usearch":
                 save_usearch(path, index)

@@ -7,16 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from hostile_audio import hostile_cases
-from serving import healthy, post_upload, running_server, small_store
+from serving import healthy, post_upload, rss_mb, running_server, small_store
 
 CONNECTIONS = 4           # at once: below the server's default admission (2 analysing + 16 queued), so no 503
 MAX_TOTAL_S = 480         # the corpus takes 30-60 s on the shared 2-core machine
 MAX_GROWTH_MB = 1024      # the server's peak resident memory over the run, above what it held after warm-up
-
-
-def _memory_kb(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        return int(next(line for line in status if line.startswith(field + ":")).split()[1])
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +24,7 @@ def server(tmp_path_factory):
 def test_the_hostile_corpus_over_http_never_gets_a_5xx_nor_takes_the_server_down(server):
     cases = hostile_cases()
     pid = server.pid
-    warm_kb = _memory_kb(pid, "VmRSS")
+    warm_mb = rss_mb(pid, "VmRSS")
     deadline = time.monotonic() + MAX_TOTAL_S
 
     def send(case):
@@ -52,6 +47,6 @@ def test_the_hostile_corpus_over_http_never_gets_a_5xx_nor_takes_the_server_down
     assert all(body["error"] for _, status, body in results if status != 200)
     assert server.process.poll() is None and server.pid == pid, server.log_tail()
     assert healthy(server.base)
-    growth_mb = (_memory_kb(pid, "VmHWM") - warm_kb) / 1024
+    growth_mb = rss_mb(pid, "VmHWM") - warm_mb
     assert growth_mb < MAX_GROWTH_MB, f"{growth_mb:.0f} MB"
     assert "unexpected error" not in server.log_tail(1_000_000)    # what the application logs for a 500
