@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -219,28 +219,30 @@ class Store:
                 return table[track_id]
         return None
 
-    def _column(self, name: str, tracks: list[Track], convert) -> list:
-        """One column's values for `tracks`, in their order; `convert` maps a shard's column to a list."""
-        by_id: dict[tuple[str, str], object] = {}
+    def _columns(self, converts: dict[str, Callable[[pa.ChunkedArray], list]], tracks: list[Track]) -> list[list]:
+        """Columns' values for `tracks`, in their order, read in one pass over the shards: one list per
+        column of `converts`, which maps each column's name to how a shard's column becomes a list."""
+        by_id: dict[tuple[str, str], list] = {}
         for genre in sorted({t.genre for t in tracks}):
-            for part in self._read(genre, ["id", name]):
-                for track_id, value in zip(part.column("id").to_pylist(), convert(part.column(name))):
-                    by_id.setdefault((genre, track_id), value)
+            for part in self._read(genre, ["id", *converts]):
+                values = [convert(part.column(name)) for name, convert in converts.items()]
+                for track_id, *row in zip(part.column("id").to_pylist(), *values):
+                    by_id.setdefault((genre, track_id), row)
         try:
-            return [by_id[(t.genre, t.id)] for t in tracks]
+            rows = [by_id[(t.genre, t.id)] for t in tracks]
         except KeyError as error:
             raise StoreError(f"no row for {error.args[0]} in the store at {self.root}") from None
+        return [[row[i] for row in rows] for i in range(len(converts))]
 
     def chroma_summaries(self, tracks: list[Track]) -> np.ndarray:
         """(len(tracks), SUMMARY_SIZE) float64: each track's `model.index.knn.chroma_summary`."""
-        rows = self._column("chroma_summary", tracks,
-                            lambda c: c.combine_chunks().flatten().to_numpy().reshape(-1, SUMMARY_SIZE))
+        [rows] = self._columns(
+            {"chroma_summary": lambda c: c.combine_chunks().flatten().to_numpy().reshape(-1, SUMMARY_SIZE)}, tracks)
         return np.array(rows, dtype=np.float64).reshape(len(tracks), SUMMARY_SIZE)
 
     def fingerprints(self, tracks: list[Track]) -> list[Fingerprint]:
         """Each track's fingerprint (`model.index.fingerprint.fingerprint` of its log-mel)."""
-        hashes = self._column("fingerprint_hashes", tracks, _lists)
-        times = self._column("fingerprint_times", tracks, _lists)
+        hashes, times = self._columns({"fingerprint_hashes": _lists, "fingerprint_times": _lists}, tracks)
         return [Fingerprint(h, t) for h, t in zip(hashes, times)]
 
     def features_path(self, genre: str, track_id: str) -> Path:
