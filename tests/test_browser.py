@@ -80,6 +80,12 @@ class Watched:
         self.context.close()
 
 
+def send(page, path: Path) -> None:
+    """Choose `path` in the page's form and send it, as a person does."""
+    page.set_input_files("#file", str(path))
+    page.click("button[type=submit]")
+
+
 def shoot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -99,8 +105,7 @@ def test_the_listeners_path_through_both_pages(browser, server, files, size):
     held = []
     page.route(server.base + "/", lambda route: held.append(route) if route.request.method == "POST"
                else route.continue_())
-    page.set_input_files("#file", str(files / "my song.wav"))
-    page.click("button[type=submit]")
+    send(page, files / "my song.wav")
     page.wait_for_function("document.querySelector('form.upload button').disabled", timeout=WAIT_MS)
     assert re.match(r"(Uploading|Analysing)", page.inner_text("form.upload button"))
     assert page.is_visible("form.upload progress") and "my song.wav" in page.inner_text("form.upload .status")
@@ -212,15 +217,13 @@ def test_errors_name_the_file_and_keep_it_chosen(browser, server, files):
     page = watched.page
     page.goto(server.base + "/")
     # Too large: told in the page, nothing sent.
-    page.set_input_files("#file", str(files / "huge.wav"))
-    page.click("button[type=submit]")
+    send(page, files / "huge.wav")
     message = page.locator("#message")
     assert message.is_visible()
     assert message.inner_text().startswith(f"The file “huge.wav” is larger than the {LIMIT_MB} MB limit.")
     assert watched.posts() == 0
     # Not audio: the server's sentence, naming the file and the formats; the file stays chosen.
-    page.set_input_files("#file", str(files / "notes.mp3"))
-    page.click("button[type=submit]")
+    send(page, files / "notes.mp3")
     page.wait_for_function("document.getElementById('message').textContent.includes('notes.mp3')", timeout=WAIT_MS)
     text = message.inner_text()
     assert text.startswith("The file “notes.mp3” is not an audio file") and format_names() in text
@@ -234,8 +237,7 @@ def test_the_form_works_without_javascript(browser, server, files):
     watched = Watched(browser, server, "phone", java_script_enabled=False)
     page = watched.page
     page.goto(server.base + "/")
-    page.set_input_files("#file", str(files / "my song.wav"))
-    page.click("button[type=submit]")
+    send(page, files / "my song.wav")
     page.wait_for_url(re.compile(r".*/results/[0-9a-f]{32}$"), timeout=WAIT_MS)
     assert page.inner_text("h1").startswith("Sounds like") and page.locator(".pick").count() == 3
     watched.check_clean()
@@ -245,8 +247,7 @@ def test_an_m4a_from_a_phone_is_analysed_and_played(browser, server, files):
     watched = Watched(browser, server, "phone")
     page = watched.page
     page.goto(server.base + "/")
-    page.set_input_files("#file", str(files / "voice memo.m4a"))
-    page.click("button[type=submit]")
+    send(page, files / "voice memo.m4a")
     page.wait_for_url(re.compile(r".*/results/[0-9a-f]{32}$"), timeout=WAIT_MS)
     page.wait_for_function("document.querySelector('.yours audio').readyState >= 1", timeout=WAIT_MS)
     assert 5.5 < page.eval_on_selector(".yours audio", "a => a.duration") < 6.5
