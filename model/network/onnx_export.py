@@ -57,25 +57,42 @@ class _Graph:
                   (("gamma", gamma), ("beta", beta), ("mean", mean), ("variance", variance))]
         return self.op("BatchNormalization", [x, *inputs], name, epsilon=BN_EPSILON)
 
-    def conv(self, x: str, layer: keras.layers.Layer, name: str, pads: list[int]) -> str:
-        """The layer's convolution, before its ReLU."""
+    def conv(self, x: str, layer: keras.layers.Layer, name: str, pads: list[int], sign: np.ndarray | None = None,
+             multiple: int = 1) -> str:
+        """The layer's convolution, before its ReLU: with `sign` (+1 or -1 per filter) each filter
+        times its sign, with all-zero filters added up to a `multiple` of filters."""
         # Keras kernels are (spatial..., in, out); ONNX's are (out, in, spatial...).
         kernel, bias = layer.get_weights()
+        if sign is not None:
+            kernel, bias = kernel * sign, bias * sign
+        extra = -len(bias) % multiple
+        kernel = np.concatenate([kernel, np.zeros(kernel.shape[:-1] + (extra,), kernel.dtype)], axis=-1)
         w = self.const(f"{name}/kernel", np.moveaxis(kernel, [-1, -2], [0, 1]))
-        return self.op("Conv", [x, w, self.const(f"{name}/bias", bias)], f"{name}/conv", pads=pads)
+        return self.op("Conv", [x, w, self.const(f"{name}/bias", np.r_[bias, np.zeros(extra, bias.dtype)])],
+                       f"{name}/conv", pads=pads)
 
     def front_end_branch(self, x: str, conv: keras.layers.Layer, bn: keras.layers.BatchNormalization,
                          name: str, pads: list[int]) -> str:
         """max over frequency of bn(relu(conv(x))), in that order in Keras, as bn(relu(max or min
         over frequency of conv(x))): ReLU and each channel's batch-norm scale are monotonic, so
         the maximum is taken before them (the minimum where the scale is negative), which is the
-        same number but leaves only one (n, filters, time, freq) tensor to hold, not three."""
+        same number but leaves only one (n, filters, time, freq) tensor to hold, not three.
+
+        The minimum is minus the maximum of the negated filter (negation is exact: the outputs are
+        bit for bit those of a ReduceMax and a ReduceMin), and the maximum is a MaxPool over all
+        frequency positions: with the filters padded to a multiple of 16, ONNX Runtime pools in the
+        convolution's own blocked layout instead of first copying its whole output back to NCHW
+        (a 5-patch pass took 131 ms instead of 170 on 2 cores)."""
         gamma = bn.get_weights()[0]   # the sign of the scale gamma / sqrt(variance + epsilon)
-        c = self.conv(x, conv, name, pads)
-        extreme = self.op("Where", [self.tensor(f"{name}/bn_positive", (gamma >= 0)[:, None]),
-                                    self.op("ReduceMax", [c], f"{name}/max_freq", axes=[3], keepdims=0),
-                                    self.op("ReduceMin", [c], f"{name}/min_freq", axes=[3], keepdims=0)],
-                          f"{name}/extreme_freq")
+        sign = np.where(gamma >= 0, 1.0, -1.0).astype(np.float32)
+        c = self.conv(x, conv, name, pads, sign, multiple=16)
+        bands = N_MELS - conv.kernel.shape[1] + 1
+        pooled = self.op("MaxPool", [c], f"{name}/max_freq", kernel_shape=[1, bands])
+        kept = self.op("Slice", [pooled, self.tensor(f"{name}/first", np.array([0], np.int64)),
+                                 self.tensor(f"{name}/filters", np.array([len(sign)], np.int64)),
+                                 self.tensor(f"{name}/axis1", np.array([1], np.int64))], f"{name}/real_filters")
+        kept = self.op("Squeeze", [kept, self.tensor(f"{name}/axis3", np.array([3], np.int64))], f"{name}/squeeze")
+        extreme = self.op("Mul", [kept, self.const(f"{name}/sign", sign[:, None])], f"{name}/extreme_freq")
         return self.batch_norm(self.op("Relu", [extreme], f"{name}/relu"), bn, f"{name}/bn")
 
     def dense(self, x: str, layer: keras.layers.Dense, name: str) -> str:
