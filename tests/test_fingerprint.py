@@ -8,7 +8,7 @@ from benchmarks.copies import COPIES, mp3_128k
 from conftest import shared_clips, tone
 from model.audio.decoding import decode, resample
 from model.audio.features import log_mel
-from model.index.fingerprint import FingerprintIndex, fingerprint, query_prints
+from model.index.fingerprint import PEAK_BANDS, PEAK_FRAMES, FingerprintIndex, _running_max, fingerprint, query_prints
 
 # A few 30 s clips of every genre are the library; others of the same genres are distinct tracks.
 LIBRARY_PER_GENRE, OTHERS_PER_GENRE = 2, 1
@@ -55,3 +55,14 @@ def test_generated_audio_gets_hashes_and_silence_none():
     assert len(fingerprint(log_mel(np.zeros(16000 * 5, np.float32))).hashes) == 0
     with pytest.raises(ValueError):
         fingerprint(np.zeros((100, 12)))
+
+
+@pytest.mark.parametrize("shape", [(1876, 96), (187, 96), (5, 96), (1, 96), (30, 13)])
+def test_peaks_are_those_of_scipys_maximum_filter(shape):
+    from scipy.ndimage import maximum_filter
+
+    mel = np.random.default_rng(len(shape) + shape[0]).standard_normal(shape).astype(np.float32)
+    mel[:, :3] = mel[:, :1]   # ties: a plateau is a maximum at each of its points, as in scipy
+    np.testing.assert_array_equal(
+        _running_max(_running_max(mel, 2 * PEAK_FRAMES + 1, 0), 2 * PEAK_BANDS + 1, 1),
+        maximum_filter(mel, size=(2 * PEAK_FRAMES + 1, 2 * PEAK_BANDS + 1), mode="nearest"))

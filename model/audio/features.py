@@ -6,15 +6,14 @@ EXCERPT_S. `patch_spans` and `excerpt_span` say which samples the patches and th
 that a long upload need decode nothing else (model.audio.decoding.decode's `spans`)."""
 from __future__ import annotations
 
-import contextlib
+import functools
 import threading
-import warnings
-from typing import Iterator
 
 import librosa
 import numpy as np
 
 from model.audio import numba_cache
+from model.audio.tuning import estimate_tuning
 from model.params import (
     CHROMA_HOP, CHROMA_N_FFT, EXCERPT_S, HOP_LENGTH, LOG_MEL_SCALE, MAX_PATCHES, N_CHROMA, N_FFT, N_MELS,
     PATCH_FRAMES, SAMPLE_RATE, SHORT_CROP_S,
@@ -50,10 +49,25 @@ def _check_rate(sr: int) -> None:
         raise ValueError(f"features need {SAMPLE_RATE} Hz samples, got {sr} Hz")
 
 
+# librosa.feature's melspectrogram and chroma_stft are computed here from their parts (librosa's
+# stft, filter banks and normalisation, in the same order: the same numbers), for two reasons:
+# importing librosa.feature loads its pitch and constant-Q modules, whose numba functions are
+# compiled or read from numba's cache as they load (0.9 s of every start, and the cache files
+# numba issue 10128 is about), and chroma_stft's own tuning estimate is model.audio.tuning's six
+# times slower twin.
+
+@functools.cache
+def _mel_basis() -> np.ndarray:
+    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS)
+
+
+def _power(y: np.ndarray, n_fft: int, hop_length: int, center: bool = True) -> np.ndarray:
+    return np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop_length, center=center, pad_mode="constant")) ** 2
+
+
 def _log_mel(y: np.ndarray, center: bool) -> np.ndarray:
     """log10(1 + 10000 * power mel) of the last axis of `y`, as (..., frames, N_MELS) float32."""
-    mel = librosa.feature.melspectrogram(y=y, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH, n_mels=N_MELS,
-                                         center=center)
+    mel = np.einsum("...ft,mf->...mt", _power(y, N_FFT, HOP_LENGTH, center), _mel_basis(), optimize=True)
     return np.log10(1.0 + LOG_MEL_SCALE * np.swapaxes(mel, -1, -2)).astype(np.float32)
 
 
@@ -166,14 +180,6 @@ def log_mel_patches(y: np.ndarray, max_patches: int | None = MAX_PATCHES, sr: in
     return _log_mel(np.stack(_frame_segments(y, N_FFT, HOP_LENGTH, starts, PATCH_FRAMES)), center=False)
 
 
-@contextlib.contextmanager
-def _pitchless_is_fine() -> Iterator[None]:
-    # Audio with no clear pitch (drums, noise) leaves the tuning estimate at 0 with a warning: expected.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Trying to estimate tuning from empty frequency set")
-        yield
-
-
 def chromagram(y: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Energy-normalised chromagram of the middle EXCERPT_S of `y` (`excerpt_span`), shape
     (N_CHROMA, frames), float32: librosa's chroma_stft, with its tuning estimate."""
@@ -183,9 +189,11 @@ def chromagram(y: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
 
 
 def _chroma(y: np.ndarray) -> np.ndarray:
-    with _pitchless_is_fine():
-        return librosa.feature.chroma_stft(y=y, sr=SAMPLE_RATE, n_fft=CHROMA_N_FFT, hop_length=CHROMA_HOP,
-                                           n_chroma=N_CHROMA).astype(np.float32)
+    power = _power(y, CHROMA_N_FFT, CHROMA_HOP)
+    bank = librosa.filters.chroma(sr=SAMPLE_RATE, n_fft=CHROMA_N_FFT, tuning=estimate_tuning(power, SAMPLE_RATE, N_CHROMA),
+                                  n_chroma=N_CHROMA)
+    return librosa.util.normalize(np.einsum("cf,...ft->...ct", bank, power, optimize=True), norm=np.inf,
+                                  axis=-2).astype(np.float32)
 
 
 def track_features(y: np.ndarray, sr: int = SAMPLE_RATE) -> dict[str, np.ndarray]:

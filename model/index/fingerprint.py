@@ -13,8 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import maximum_filter
-
 from model.audio.features import excerpt_span, log_mel
 from model.params import HOP_LENGTH, N_MELS
 
@@ -51,10 +49,24 @@ class Fingerprint:
     times: np.ndarray    # (n,) int32, frame of each pair's first peak
 
 
+def _running_max(x: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """The maximum of each centred window of odd `size` along `axis`, windows clipped at the edges:
+    scipy.ndimage.maximum_filter1d's numbers (mode "nearest"), from `size` shifted copies, which
+    for these small windows is as fast, and needs no scipy.ndimage (0.8 s of a service's start)."""
+    x = np.moveaxis(x, axis, 0)
+    half = size // 2
+    padded = np.full((len(x) + 2 * half,) + x.shape[1:], -np.inf, dtype=x.dtype)
+    padded[half:half + len(x)] = x
+    out = x.copy()
+    for shift in range(size):
+        np.maximum(out, padded[shift:shift + len(x)], out=out)
+    return np.moveaxis(out, 0, axis)
+
+
 def peaks(mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(frames, bands) of the spectral peaks of a (frames, N_MELS) log-mel, in time order."""
     mel = np.asarray(mel, dtype=np.float32)
-    local_max = maximum_filter(mel, size=(2 * PEAK_FRAMES + 1, 2 * PEAK_BANDS + 1), mode="nearest")
+    local_max = _running_max(_running_max(mel, 2 * PEAK_FRAMES + 1, 0), 2 * PEAK_BANDS + 1, 1)
     frames, bands = np.nonzero((mel == local_max) & (mel > np.median(mel) + PEAK_FLOOR))
     return frames, bands
 

@@ -58,7 +58,20 @@ SCHEMA = pa.schema([
     ("fingerprint_hashes", pa.list_(pa.uint32())), ("fingerprint_times", pa.list_(pa.int32())),
 ])
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# The numeric types of SCHEMA's columns (list offsets are int32), as numpy reads them.
+_NUMPY_TYPES = {pa.float64(): np.dtype(np.float64), pa.uint32(): np.dtype(np.uint32), pa.int32(): np.dtype(np.int32)}
 
+
+def _read_shard(path: Path, columns: list[str] | None = None) -> pa.Table:
+    # A ParquetFile, not pq.read_table: that one goes through pyarrow.dataset, whose import pulls in
+    # pandas (0.7 s of the service's start).
+    with pq.ParquetFile(path) as f:
+        return f.read(columns=columns)
+
+
+def _shard_rows(path: Path) -> int:
+    with pq.ParquetFile(path) as f:
+        return f.metadata.num_rows
 
 class StoreError(RuntimeError):
     """A store that is missing, damaged, or built with other parameters."""
@@ -100,10 +113,19 @@ def _shard_number(path: Path) -> int:
     return int(path.name[len(SHARD_PREFIX):-len(SHARD_SUFFIX)])
 
 
+def _numpy(array: pa.Array) -> np.ndarray:
+    """A numeric array without nulls as a numpy view of its data buffer. (pyarrow's own to_numpy
+    imports pandas, half a second of a service's start, for nothing the store holds.)"""
+    if array.null_count:
+        raise StoreError(f"a store column holds {array.null_count} missing values: rebuild the store")
+    dtype = _NUMPY_TYPES[array.type]
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
+
+
 def _lists(column: pa.ChunkedArray) -> list[np.ndarray]:
     """A list column as one numpy array per row (views of one buffer)."""
     array = column.combine_chunks()
-    offsets, values = array.offsets.to_numpy(), array.values.to_numpy(zero_copy_only=False)
+    offsets, values = _numpy(array.offsets), _numpy(array.values)
     return [values[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
 
 
@@ -181,7 +203,7 @@ class Store:
         new one: a shard gone meanwhile means listing again."""
         for _ in range(10):
             try:
-                return [pq.read_table(p, columns=columns) for p in self._shard_paths(genre)]
+                return [_read_shard(p, columns) for p in self._shard_paths(genre)]
             except FileNotFoundError:
                 continue
         raise StoreError(f"the shards of {self.root / genre} keep changing: is a merge stuck in a loop?")
@@ -196,7 +218,7 @@ class Store:
                 for row in part.to_pylist():
                     table.setdefault(row["id"], Track(genre=genre, **row))
             self._tables[genre] = table
-            self._rows[genre] = {p: pq.ParquetFile(p).metadata.num_rows for p in self._shard_paths(genre)}
+            self._rows[genre] = {p: _shard_rows(p) for p in self._shard_paths(genre)}
 
     # Reading
 
@@ -237,7 +259,7 @@ class Store:
     def chroma_summaries(self, tracks: list[Track]) -> np.ndarray:
         """(len(tracks), SUMMARY_SIZE) float64: each track's `model.index.knn.chroma_summary`."""
         [rows] = self._columns(
-            {"chroma_summary": lambda c: c.combine_chunks().flatten().to_numpy().reshape(-1, SUMMARY_SIZE)}, tracks)
+            {"chroma_summary": lambda c: _numpy(c.combine_chunks().flatten()).reshape(-1, SUMMARY_SIZE)}, tracks)
         return np.array(rows, dtype=np.float64).reshape(len(tracks), SUMMARY_SIZE)
 
     def fingerprints(self, tracks: list[Track]) -> list[Fingerprint]:
@@ -345,7 +367,7 @@ class Store:
             if not full:
                 return
             parts = full[0]
-            merged = _first_of_each_id(pa.concat_tables([pq.read_table(p) for p in parts]))
+            merged = _first_of_each_id(pa.concat_tables([_read_shard(p) for p in parts]))
             self._write_shard(genre, merged)   # before its parts go: a kill in between leaves rows twice
             for path in parts:
                 path.unlink()
