@@ -22,7 +22,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
-    classifier = GenreClassifier.load()
+    classifier = GenreClassifier.load(alone=True)   # as python -m model.predict does
     classifier.warm_up()
     with tempfile.TemporaryDirectory() as tmp:
         clip = SHARED_GTZAN / "blues" / "blues.00012.flac"

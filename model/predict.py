@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="weights folder (default: $SOUNDALIKE_WEIGHTS_DIR, else weights/)")
     args = parser.parse_args(argv)
     try:
-        classifier = GenreClassifier.load(args.weights)
+        classifier = GenreClassifier.load(args.weights, alone=True)
     except WeightsError as error:
         print(f"predict: {error}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ import soundfile as sf
 import model.audio.decoding
 from conftest import tone, write_audio
 from model.audio.decoding import decode
+from model.audio.features import log_mel_patches, patch_spans
 from model.params import EXCERPT_S, HOP_LENGTH, MAX_PATCHES, PATCH_FRAMES, SAMPLE_RATE
 from model.service.library import Library
 
@@ -49,6 +50,16 @@ def test_a_ten_minute_file_is_decoded_only_where_the_analysis_reads(tmp_path, fr
     assert frames_read[0] > 600 * rate and not whole.spans and whole.content_hash
     for start, stop in audio.spans:
         np.testing.assert_allclose(audio.samples[start:stop], whole.samples[start:stop], rtol=0, atol=1e-5)
+
+
+def test_a_clips_prediction_decodes_only_its_patches_and_the_service_all_of_it(tmp_path, frames_read):
+    rate = 22050
+    path = write_audio(tmp_path / "clip.flac", tone(30.0, rate, seed=4), rate, subtype="PCM_16")
+    predicted = decode(path, spans=patch_spans)   # model.predict: five patches, 57 % with their margins
+    assert predicted.spans and frames_read[0] < 0.6 * 30 * rate
+    served = decode(path, spans=Library.spans)    # the service: also the middle 32 s, so all of it
+    assert not served.spans and served.content_hash
+    np.testing.assert_allclose(log_mel_patches(predicted.samples), log_mel_patches(served.samples), rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("name,rate,channels,kwargs", [

@@ -87,7 +87,7 @@ def decode(source: AudioSource, min_duration_s: float = MIN_DURATION_S,
     scale. A file that breaks off is decoded as far as it goes and flagged `truncated`.
 
     `spans` maps the whole audio's 16 kHz length to the [start, stop) ranges of it that will be read.
-    Where they cover less than half of it, and the file says exactly how long it is and can seek
+    Where they cover less than three quarters of it, and the file says exactly how long it is and can seek
     (WAV, FLAC, Ogg, MP3 with a Xing/Info header, ...), only they are decoded: see `Audio.spans`. The
     rest is read where a span does not decode whole (the file may be cut short), seems silent, or is
     louder than full scale allows (the level check needs all of it), and for float sample types.
@@ -149,7 +149,7 @@ def _decode_spans(source: AudioSource, spans: Callable[[int], Spans], min_durati
         length = round(declared * SAMPLE_RATE / rate)   # what the whole file resamples to (soxr rounds so)
         wanted = _merged(spans(length), 0, length, 1)
         reads = _merged(wanted, round(SPAN_MARGIN_S * SAMPLE_RATE), length, _grid(rate))
-        if 2 * sum(stop - start for start, stop in reads) >= length:
+        if 4 * sum(stop - start for start, stop in reads) >= 3 * length:
             return None
         samples = np.zeros(length, np.float32)   # its pages outside the spans are never touched: no memory
         peak = 0.0

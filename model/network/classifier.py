@@ -149,8 +149,11 @@ class GenreClassifier:
         _single_threaded_blas()
 
     @classmethod
-    def load(cls, weights_dir: Path = DEFAULT_WEIGHTS_DIR, runtime: str | None = None) -> "GenreClassifier":
-        """The classifier in `weights_dir`, on `runtime` (one of RUNTIMES; default: $SOUNDALIKE_RUNTIME, else onnx)."""
+    def load(cls, weights_dir: Path = DEFAULT_WEIGHTS_DIR, runtime: str | None = None,
+             alone: bool = False) -> "GenreClassifier":
+        """The classifier in `weights_dir`, on `runtime` (one of RUNTIMES; default: $SOUNDALIKE_RUNTIME, else onnx).
+        `alone`: nothing else computes while the network does (a command, not the service): on ONNX
+        Runtime its threads then wait for the next node by spinning."""
         from model.service.settings import from_env
 
         runtime = runtime or from_env().runtime
@@ -162,7 +165,7 @@ class GenreClassifier:
         if runtime == "onnx":
             from model.network.onnx_runtime import OnnxNetwork
 
-            return cls(OnnxNetwork.load(weights_dir, info), head_input)
+            return cls(OnnxNetwork.load(weights_dir, info, alone=alone), head_input)
         from model.network.keras_runtime import KerasNetwork
         from model.network.tensorflow_import import import_tensorflow
 

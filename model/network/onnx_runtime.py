@@ -32,26 +32,28 @@ class OnnxNetwork:
     (`model.network.classifier.Network`), from the exported graph. One session serves concurrent
     calls (ONNX Runtime's `run` is thread-safe); its `threads` intra-op threads are shared by them."""
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path, threads: int | None = None, alone: bool = False) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
         options.log_severity_level = 3   # errors only: its warnings are about graph rewrites, not for operators
-        # Its threads would spin-wait after each node for the next one, taking the core that the
-        # request's chromagram and fingerprint (computed beside the network pass) and the other
-        # analyses need: a 30 s clip's analysis took 1.24 s with spinning, 0.97 s without (2 shared cores).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Unless the network runs `alone`, its threads do not spin-wait after each node for the next
+        # one: that would take the core that a request's chromagram and fingerprint (computed beside
+        # the network pass) and the other analyses need: a 30 s clip's analysis took 1.24 s with
+        # spinning, 0.97 s without (2 shared cores). Alone (model.predict), spinning saves the
+        # threads' wake-ups: ~5-10 % of a prediction.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if alone else "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.record = json.loads(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY, "{}"))
 
     @classmethod
-    def load(cls, weights_dir: Path, info: dict, threads: int | None = None) -> "OnnxNetwork":
+    def load(cls, weights_dir: Path, info: dict, threads: int | None = None, alone: bool = False) -> "OnnxNetwork":
         """The export in `weights_dir`, refused unless it was made from the weights and head record there."""
         path = weights_dir / ONNX_FILE
         how = f"python -m model.network.onnx_export --weights {weights_dir}"
         if not path.exists():
             raise WeightsError(f"no ONNX export of the classifier at {path}: make it with {how} "
                                f"(or serve on TensorFlow with SOUNDALIKE_RUNTIME=keras)")
-        network = cls(path, threads)
+        network = cls(path, threads, alone)
         if network.record != export_record(weights_dir, info):
             raise WeightsError(f"the ONNX export {path} was made from other weights or another head record "
                                f"than those in {weights_dir}: export it again with {how}")
