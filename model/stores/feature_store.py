@@ -73,6 +73,7 @@ def _shard_rows(path: Path) -> int:
     with pq.ParquetFile(path) as f:
         return f.metadata.num_rows
 
+
 class StoreError(RuntimeError):
     """A store that is missing, damaged, or built with other parameters."""
 
