@@ -188,10 +188,16 @@ def chromagram(y: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     return _chroma(np.asarray(y[slice(*excerpt_span(len(y)))], dtype=np.float32))
 
 
+@functools.lru_cache(maxsize=None)   # at most 100 tunings (the estimate's resolution): at most 10 MB
+def _chroma_bank(tuning: float) -> np.ndarray:
+    bank = librosa.filters.chroma(sr=SAMPLE_RATE, n_fft=CHROMA_N_FFT, tuning=tuning, n_chroma=N_CHROMA)
+    bank.setflags(write=False)   # shared by every chromagram of this tuning
+    return bank
+
+
 def _chroma(y: np.ndarray) -> np.ndarray:
     power = _power(y, CHROMA_N_FFT, CHROMA_HOP)
-    bank = librosa.filters.chroma(sr=SAMPLE_RATE, n_fft=CHROMA_N_FFT, tuning=estimate_tuning(power, SAMPLE_RATE, N_CHROMA),
-                                  n_chroma=N_CHROMA)
+    bank = _chroma_bank(estimate_tuning(power, SAMPLE_RATE, N_CHROMA))
     return librosa.util.normalize(np.einsum("cf,...ft->...ct", bank, power, optimize=True), norm=np.inf,
                                   axis=-2).astype(np.float32)
 

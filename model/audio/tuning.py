@@ -31,9 +31,9 @@ def _parabolic_shift(up: np.ndarray, here: np.ndarray, down: np.ndarray) -> np.n
 
 def estimate_tuning(S: np.ndarray, sr: float, bins_per_octave: int = 12) -> float:
     """`librosa.estimate_tuning(S=S, sr=sr, bins_per_octave=bins_per_octave)` of a power (or
-    magnitude) spectrogram `S` (1 + n_fft // 2, frames): the deviation from A440 tuning in
-    fractions of a bin, in [-0.5, 0.5)."""
-    S = np.abs(S)
+    magnitude) spectrogram `S` (1 + n_fft // 2, frames), real and non-negative (librosa takes the
+    absolute value of S first, a copy of it that such an S does not need): the deviation from A440
+    tuning in fractions of a bin, in [-0.5, 0.5)."""
     n_fft = 2 * (S.shape[0] - 1)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
     used = np.flatnonzero((FMIN <= freqs) & (freqs < min(FMAX, sr / 2)))
