@@ -1,4 +1,4 @@
-# Soundalike on a GPU host (see README.md, "Docker"):
+# Soundalike on a GPU host (see docs/docker-image.md):
 #   docker build -t soundalike .
 #   docker run --gpus all -p 5000:5000 -v soundalike-data:/data -v /path/to/gtzan:/gtzan:ro soundalike
 # The base image brings TensorFlow with CUDA; installing the project adds everything else (no [cpu] extra).

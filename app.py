@@ -37,7 +37,7 @@ OPERATOR_HELP = {
     "index_a_collection": "python preprocess.py /path/to/music --data data/music "
                           "(GTZAN as Kaggle or its tarball lay it out, or one sub-folder per genre)",
     "serve_it": "SOUNDALIKE_DATA_DIR=data/music make run",
-    "more": "README.md: 'Index a collection' and 'Configuration'",
+    "more": "docs/indexing.md, and README.md's 'Configuration'",
 }
 
 

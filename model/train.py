@@ -36,7 +36,7 @@ from model.params import GENRES, MAX_PATCHES, network_params
 from model.service.settings import from_env
 from model.stores.feature_store import Store, StoreError, Track
 
-# The recipe the shipped head is trained with, chosen by balanced cross-validated accuracy (README).
+# The recipe the shipped head is trained with, chosen by balanced cross-validated accuracy (docs/model.md).
 RECIPE = HeadInput(backbones=("msd",), layer="embedding", summaries=("mean", "std"), loop_short=True)
 RECIPE_C = 0.03
 

@@ -91,7 +91,7 @@ def test_the_upload_form_and_what_the_library_is(client):
     assert "<h1" in html and 'lang="en"' in html
     assert "synthesised demo library" not in html   # this library has an AU file of its own
     assert "The library holds 21 tracks in 10 genres." in html
-    # Operator help is for operators: in /api/health (and the README), not on the listener's page.
+    # Operator help is for operators: in /api/health (and docs/indexing.md), not on the listener's page.
     assert "python preprocess.py" not in html and "SOUNDALIKE_DATA_DIR" not in html
     operator = " ".join(client.get("/api/health").get_json()["operator"].values())
     assert "python preprocess.py" in operator and "SOUNDALIKE_DATA_DIR" in operator

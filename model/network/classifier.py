@@ -3,7 +3,7 @@ pooled features, summarised over a track's patches.
 
 It runs on one of two runtimes (`RUNTIMES`): "onnx", the whole classifier exported to one ONNX graph
 (`model.network.onnx_export`) and run by ONNX Runtime, which the service uses on CPU hosts (a tenth of
-TensorFlow's memory, see the README); or "keras", the Keras models on TensorFlow (training, GPU hosts).
+TensorFlow's memory, see docs/model.md); or "keras", the Keras models on TensorFlow (training, GPU hosts).
 Keras is imported only by the functions that need it, so that the ONNX runtime never loads TensorFlow.
 """
 from __future__ import annotations
@@ -93,7 +93,7 @@ def build_head(dim: int, n_genres: int = len(GENRES)) -> keras.Model:
 def load_backbone(weights_dir: Path = DEFAULT_WEIGHTS_DIR, name: str = "msd") -> keras.Model:
     path = Path(weights_dir) / backbone_file(name)
     if not path.exists():
-        raise WeightsError(f"no MusiCNN weights at {path}: see the README (python -m model.network.convert)")
+        raise WeightsError(f"no MusiCNN weights at {path}: see docs/model.md (python -m model.network.convert)")
     from model.network.musicnn import build_musicnn
 
     backbone = build_musicnn(name=BACKBONE_CHECKPOINTS[name].lower())

@@ -220,7 +220,7 @@ MALLOC_ARENAS = 2    # one per core of a 2-core host; MALLOC_ARENA_MAX in the en
 def fewer_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     """Cap glibc's malloc arenas before the server's threads start. Each of its ~20 threads would
     otherwise get an arena of its own (up to 8 per core) and keep what a request freed there: 499 MB
-    idle after requests instead of 411, and a 648 MB peak under 32 uploads instead of 563 (README).
+    idle after requests instead of 411, and a 648 MB peak under 32 uploads instead of 563 (docs/model.md).
     False where the C library is not glibc, or the environment sets its own cap."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return False

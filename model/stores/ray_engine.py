@@ -46,7 +46,7 @@ def _connect(address: str | None, workers: int | None):
                      object_store_memory=LOCAL_OBJECT_STORE_BYTES, include_dashboard=False, **quiet)
     except Exception as error:   # Ray raises ConnectionError, RuntimeError, ValueError... with its own message
         hint = (" (a cluster with token authentication, the default of `ray start` since Ray 2.59, also needs "
-                "RAY_AUTH_MODE=token and its token here: README, 'A large catalogue')") if address else ""
+                "RAY_AUTH_MODE=token and its token here: docs/catalogue.md)") if address else ""
         raise EngineError(f"Ray could not start{' at ' + address if address else ''}: {error}{hint}") from error
     return ray
 
