@@ -1,6 +1,7 @@
 """Soundalike's web service: the upload page, the JSON API and the audio players' files.
 
     python app.py                    (what `make run` does: the production server, model/service/server.py)
+    python app.py --no-demo          (the same, serving the data folder as it is: no demo library built)
     flask --app app run              (Flask's development server)
 
 Configuration comes from SOUNDALIKE_* environment variables (model/service/settings.py), or from the
@@ -8,6 +9,7 @@ mapping given to `create_app`.
 """
 from __future__ import annotations
 
+import argparse
 import io
 import logging
 import time
@@ -23,9 +25,10 @@ from model.audio.decoding import AudioError, decode
 from model.network.classifier import GenreClassifier
 from model.service.admission import Admission, Busy
 from model.service.library import Analysis, Library
+from model.service.server import prepare_process, serve
 from model.service.settings import FORM_OVERHEAD_BYTES, from_env
 from model.service.uploads import Uploads, accept_attribute, audio_extension, format_names
-from model.stores.demo_library import is_demo
+from model.stores import demo_library
 from model.stores.feature_store import Store
 
 # What browsers play as it is; a library or upload file in another format is sent as WAV.
@@ -70,7 +73,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     uploads = Uploads(app.config["UPLOAD_DIR"], app.config["MAX_UPLOADS"], app.config["MAX_UPLOADS_BYTES"])
     admission = Admission(app.config["MAX_ANALYSES"], app.config["MAX_QUEUED"])
     about = {"tracks": len(store), "genres": {g: len(store.tracks(g)) for g in store.genres},
-             "demo": is_demo(store), "features": library.features, "scope": library.scope,
+             "demo": demo_library.is_demo(store), "features": library.features, "scope": library.scope,
              "limit_mb": limit / 1024 / 1024}
     app.logger.setLevel(logging.INFO)
     app.logger.info("Soundalike: %d tracks from %s (%s), features %s, scope %s", about["tracks"], store.root,
@@ -244,10 +247,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-if __name__ == "__main__":
-    # The production server (model/service/server.py); an empty data folder gets the demo library first.
-    from model.service import server
-    from model.stores import demo_library
+def main(argv: list[str] | None = None) -> None:
+    """The production server (model/service/server.py); an empty data folder gets the demo library first."""
+    parser = argparse.ArgumentParser(description="Serve Soundalike with waitress on SOUNDALIKE_HOST:SOUNDALIKE_PORT.")
+    parser.add_argument("--no-demo", action="store_true",
+                        help="serve the data folder as it is, never building the demo library into it")
+    args = parser.parse_args(argv)
+    settings = from_env()
+    if not args.no_demo:
+        demo_library.main(["--if-empty", "--data", str(settings.data_dir)])
+    prepare_process()   # before create_app starts any thread
+    serve(create_app(), settings)
 
-    demo_library.main(["--if-empty", "--data", str(from_env().data_dir)])
-    server.main()
+
+if __name__ == "__main__":
+    main()

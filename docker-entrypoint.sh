@@ -13,4 +13,4 @@ elif [ ! -f "$SOUNDALIKE_DATA_DIR/manifest.json" ]; then
     export SOUNDALIKE_DATA_DIR
     python -m model.stores.demo_library --if-empty
 fi
-exec python -m model.service.server
+exec python app.py --no-demo

@@ -1,7 +1,10 @@
 """Soundalike's production HTTP server: waitress, with deadlines for slow clients.
 
-    python app.py            (builds the demo library into an empty data folder first)
-    python -m model.service.server
+    python app.py              (builds the demo library into an empty data folder first)
+    python app.py --no-demo    (serves the data folder as it is)
+
+`app.py` holds the application and starts this server (`prepare_process`, then `serve`); this module
+knows only a WSGI callable, so it imports neither the application nor the network.
 
 Waitress reads a whole request, body included, on its one I/O thread before an application thread
 sees it (bodies over 512 KiB go to a temporary file), so a slow client holds a connection, never a
@@ -230,20 +233,19 @@ def fewer_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
         return False
 
 
-def main() -> None:
+def prepare_process() -> None:
+    """What the serving process sets before the application starts its threads: the log's format, and
+    glibc's malloc arenas."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     fewer_malloc_arenas()
-    from app import create_app   # here, so that importing this module loads neither the network nor its runtime
 
-    settings = from_env()
-    server = make_server(create_app(), settings)
+
+def serve(app: Callable, settings: Settings) -> None:
+    """Serve `app` on settings.host:settings.port until SIGTERM or Ctrl-C."""
+    server = make_server(app, settings)
     # As PID 1 in a container, SIGTERM would otherwise be ignored: stop as on Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     log.info("serving http://%s:%s (waitress): %d threads, up to %d connections, uploads up to %g MB; %s",
              server.effective_host, server.effective_port, server.adj.threads, server.adj.connection_limit,
              settings.max_upload_mb, BOUNDS.describe())
     server.run()
-
-
-if __name__ == "__main__":
-    main()
