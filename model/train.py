@@ -28,10 +28,12 @@ import numpy as np
 
 from model.atomic import atomic_write
 from model.evaluate import fit_temperature, format_report, report, softmax
-from model.network.classifier import LAYERS, HeadInput, WeightsError, build_head, load_backbone, summarise
+from model.network.classifier import load_backbone
+from model.network.head import LAYERS, HeadInput, build_head, summarise
 from model.network.embeddings import patch_embeddings
 from model.network.onnx_export import export as export_onnx
-from model.network.weights import HEAD_FILE, HEAD_INFO_FILE, atomic_save_weights, backbone_file, file_digest
+from model.network.weights import (HEAD_FILE, HEAD_INFO_FILE, WeightsError, atomic_save_weights, backbone_file,
+                                  file_digest)
 from model.params import GENRES, MAX_PATCHES, network_params
 from model.service.settings import from_env
 from model.stores.feature_store import Store, StoreError, Track

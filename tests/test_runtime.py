@@ -12,7 +12,9 @@ import pytest
 
 from conftest import REPO, tone
 from model.audio.features import log_mel_patches
-from model.network.classifier import GenreClassifier, HeadInput, WeightsError, build_head, load_backbone
+from model.network.classifier import GenreClassifier, load_backbone
+from model.network.head import HeadInput, build_head
+from model.network.weights import WeightsError
 from model.network.weights import BACKBONE_CHECKPOINTS, DEFAULT_WEIGHTS_DIR, HEAD_INFO_FILE, ONNX_FILE
 from model.params import MAX_PATCHES, SAMPLE_RATE
 from model.stores.demo_library import write_clips

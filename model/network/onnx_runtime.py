@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from model.network.classifier import HeadInput, WeightsError
-from model.network.weights import HEAD_FILE, ONNX_FILE, backbone_file, file_digest
+from model.network.head import HeadInput
+from model.network.weights import HEAD_FILE, ONNX_FILE, WeightsError, backbone_file, file_digest
 
 METADATA_KEY = "soundalike"
 
