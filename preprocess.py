@@ -17,7 +17,8 @@ from pathlib import Path
 from model.index.build import build_index
 from model.service.settings import from_env
 from model.stores.feature_store import StoreError
-from model.stores.ingest import ENGINES, EngineError, ingest
+from model.stores.engine import EngineError
+from model.stores.ingest import ENGINES, ingest
 
 
 def main(argv: list[str] | None = None) -> int:

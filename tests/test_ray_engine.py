@@ -12,7 +12,8 @@ import preprocess
 from conftest import shared_clips
 from model.stores.collection import discover
 from model.stores.feature_store import Store
-from model.stores.ingest import EngineError, attempt, ingest
+from model.stores.engine import EngineError
+from model.stores.ingest import attempt, ingest
 from test_preprocess import make_collection
 
 

@@ -1,23 +1,18 @@
 """Building a feature store from a music collection, on every core (or a Ray cluster), resumable at any point."""
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.connection
-import os
-import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Union
 
-from model.audio import numba_cache
 from model.audio.decoding import AudioError, decode
-from model.audio.features import track_features, warm_up
+from model.audio.features import track_features
 from model.index.fingerprint import fingerprint
 from model.index.knn import chroma_summary
 from model.progress import Progress
+from model.stores import local_engine
 from model.stores.collection import Candidate, discover
+from model.stores.engine import Result, Run
 from model.stores.feature_store import Entry, Store, Track
 
 
@@ -51,30 +46,6 @@ def process(mel_root: Path | None, candidate: Candidate) -> tuple[Entry, bool]:
     return Entry(track, chroma_summary(features["chroma"]), fingerprint(features["mel"])), audio.truncated
 
 
-def limit_threads() -> None:
-    """One worker per core: nested BLAS or numba threads would only fight over the same cores."""
-    from threadpoolctl import threadpool_limits
-    threadpool_limits(1)
-
-
-def _init_worker() -> None:
-    limit_threads()
-    # A worker dies with the process that started it (even one killed with kill -9), instead of
-    # finishing its queued tracks for a store nobody will commit them to.
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(target=_exit_when_gone, args=(parent.sentinel,), daemon=True).start()
-
-
-def _exit_when_gone(sentinel: int) -> None:
-    multiprocessing.connection.wait([sentinel])
-    os._exit(1)
-
-
-Result = Union[tuple[Entry, bool], str]   # a row and its truncation flag, or why the file was skipped
-Record = Callable[[Candidate, Result], None]
-
-
 def attempt(mel_root: Path | None, candidate: Candidate) -> Result:
     """`process`, with what makes a file unusable returned as the reason it is skipped."""
     try:
@@ -85,11 +56,15 @@ def attempt(mel_root: Path | None, candidate: Candidate) -> Result:
         return f"failed: {type(error).__name__}: {error}"
 
 
-class EngineError(RuntimeError):
-    """The engine that runs the per-track function could not start (e.g. Ray is not installed)."""
-
-
 ENGINES = ("local", "ray")
+
+
+def engine_run(engine: str) -> Run:
+    """The engine named `engine` (one of ENGINES)."""
+    if engine == "ray":
+        from model.stores import ray_engine   # Ray is an optional extra: imported only for this engine
+        return ray_engine.run
+    return local_engine.run
 
 
 def ingest(source: Path, data_dir: Path, workers: int | None = None, progress: bool = True,
@@ -98,7 +73,8 @@ def ingest(source: Path, data_dir: Path, workers: int | None = None, progress: b
 
     `log_mel`: keep each track's full features (default: as the store was built; a new store keeps them).
     `engine`: "local" (processes on this machine) or "ray" (Ray Data tasks, on the Ray cluster at
-    `address`, else on a local Ray started here); `workers`: processes, or concurrent Ray tasks."""
+    `address`, else on a local Ray started here); `workers`: processes, or concurrent Ray tasks.
+    Raises model.stores.engine.EngineError where the engine cannot start."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     start = time.perf_counter()
@@ -129,25 +105,7 @@ def ingest(source: Path, data_dir: Path, workers: int | None = None, progress: b
                 bar.update(note=candidate.id)
 
         mel_root = store.root if store.keeps_mel else None
-        if todo and engine == "ray":
-            from model.stores.ray_engine import run
-            run(attempt, mel_root, todo, record, workers, address)
-        elif todo:
-            _run_local(mel_root, todo, record, workers)
+        if todo:
+            engine_run(engine)(attempt, mel_root, todo, record, workers, address)
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-def _run_local(mel_root: Path | None, todo: list[Candidate], record: Record, workers: int | None) -> None:
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-    if workers == 1:
-        for c in todo:
-            record(c, attempt(mel_root, c))
-        return
-    if not numba_cache.seeded():
-        warm_up()   # compiled once here and shared, rather than by every worker at once
-    context = multiprocessing.get_context("spawn" if os.name == "nt" else "forkserver")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        futures = {pool.submit(attempt, mel_root, c): c for c in todo}
-        for future in as_completed(futures):
-            record(futures[future], future.result())

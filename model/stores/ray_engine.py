@@ -15,10 +15,9 @@ import os
 import pickle
 import warnings
 from pathlib import Path
-from typing import Callable
 
 from model.stores.collection import Candidate
-from model.stores.ingest import EngineError, Record, Result, limit_threads
+from model.stores.engine import Attempt, EngineError, Record, limit_threads
 
 # Tries of a track after its worker died (Ray retries a task whose worker died, not one that raised:
 # the per-track function returns bad audio's reason instead of raising).
@@ -62,16 +61,16 @@ def _prepare_worker() -> None:
         _worker_ready = True
 
 
-def _task(row: dict, attempt: Callable[[Path | None, Candidate], Result], mel_root: str | None) -> dict:
+def _task(row: dict, attempt: Attempt, mel_root: str | None) -> dict:
     _prepare_worker()
     candidate = Candidate(row["genre"], row["id"], Path(row["path"]))
     # Pickled: a row's arrays (fingerprints of every length) need no Arrow schema of their own.
     return {"n": row["n"], "result": pickle.dumps(attempt(None if mel_root is None else Path(mel_root), candidate))}
 
 
-def run(attempt: Callable[[Path | None, Candidate], Result], mel_root: Path | None, todo: list[Candidate],
-        record: Record, workers: int | None = None, address: str | None = None) -> None:
-    """Call `record(candidate, attempt(mel_root, candidate))` for every candidate, `attempt` running in
+def run(attempt: Attempt, mel_root: Path | None, todo: list[Candidate], record: Record,
+        workers: int | None = None, address: str | None = None) -> None:
+    """`model.stores.engine.Run` on Ray: call `record(candidate, attempt(mel_root, candidate))` for every candidate, `attempt` running in
     Ray tasks (at most `workers` at once; default: every CPU of the cluster). `attempt` must be
     importable (or registered with cloudpickle) where the workers run."""
     from model.audio.features import warm_up

@@ -1,0 +1,35 @@
+"""What an engine of `model.stores.ingest` is: something that runs the per-track function over the tracks
+to store, wherever it runs them, and hands each result to the one process that writes the store.
+
+`model.stores.local_engine` runs it on this machine's cores, `model.stores.ray_engine` on a Ray cluster;
+ingest calls either through `Run`, and neither knows ingest.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Protocol, Union
+
+from model.stores.collection import Candidate
+from model.stores.feature_store import Entry
+
+Result = Union[tuple[Entry, bool], str]   # a row and its truncation flag, or why the file was skipped
+Record = Callable[[Candidate, Result], None]
+Attempt = Callable[[Union[Path, None], Candidate], Result]   # the per-track function: (mel_root, candidate) -> Result
+
+
+class Run(Protocol):
+    def __call__(self, attempt: Attempt, mel_root: Path | None, todo: list[Candidate], record: Record,
+                 workers: int | None = None, address: str | None = None) -> None:
+        """Call `record(candidate, attempt(mel_root, candidate))` for every candidate of `todo`, in this
+        process, with `attempt` run by at most `workers` at once (default: every core); `address`: where
+        the engine's cluster is, for those that have one."""
+
+
+class EngineError(RuntimeError):
+    """The engine that runs the per-track function could not start (e.g. Ray is not installed)."""
+
+
+def limit_threads() -> None:
+    """One worker per core: nested BLAS or numba threads would only fight over the same cores."""
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1)
