@@ -76,10 +76,30 @@ def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
     return {name: {m for m, _, _ in imports(name, path, modules)} for name, path in modules.items()}
 
 
+def private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
 def private_imports(modules: dict[str, Path]) -> list[str]:
-    return [f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path}:{line} takes {taken} from {m}"
-            for name, path in modules.items() for m, taken, line in imports(name, path, modules)
-            if taken.startswith("_") and not taken.startswith("__") and m != name]
+    """`from module import _name`, and `module._name` where `module` names another project module
+    (`from model.audio import decoding`, `import model.audio.decoding as decoding`)."""
+    found = []
+    for name, path in modules.items():
+        where = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+        found += [f"{where}:{line} takes {taken} from {m}" for m, taken, line in imports(name, path, modules)
+                  if private(taken) and m != name]
+        aliases = {}
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for a in node.names:
+                    full = a.name if isinstance(node, ast.Import) else f"{node.module}.{a.name}"
+                    if full in modules and full != name and (a.asname or isinstance(node, ast.ImportFrom)):
+                        aliases[a.asname or a.name] = full
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                    and node.value.id in aliases and private(node.attr):
+                found.append(f"{where}:{node.lineno} takes {node.attr} from {aliases[node.value.id]}")
+    return found
 
 
 def test_no_import_circle():
@@ -101,12 +121,13 @@ def test_the_checks_see_circles_and_private_names(tmp_path):
         (tmp_path / f).write_text("")
     (tmp_path / "model" / "audio" / "a.py").write_text("from model.audio.b import B\n_secret = 1\n")
     (tmp_path / "model" / "audio" / "b.py").write_text("def f():\n    from .a import _secret\n")
-    (tmp_path / "model" / "audio" / "c.py").write_text("from model.audio import a\nimport model.audio.b\n")
+    (tmp_path / "model" / "audio" / "c.py").write_text("from model.audio import a\nimport model.audio.b\nx = a._secret\n")
     modules = {module_name(p, tmp_path): p for p in [tmp_path / "app.py", *sorted((tmp_path / "model").rglob("*.py"))]}
     graph = import_graph(modules)
     assert graph["model.audio.c"] == {"model.audio.a", "model.audio.b"}
     assert circles(graph) == [["model.audio.a", "model.audio.b"]]
-    assert [p.split(" takes ")[1] for p in private_imports(modules)] == ["_secret from model.audio.a"]
+    assert [p.split(" takes ")[1] for p in private_imports(modules)] == ["_secret from model.audio.a"] * 2
     (tmp_path / "model" / "audio" / "b.py").write_text("B = 2\n")
+    (tmp_path / "model" / "audio" / "c.py").write_text("from model.audio import a\nx = a.B\n")
     modules = {module_name(p, tmp_path): p for p in [tmp_path / "app.py", *sorted((tmp_path / "model").rglob("*.py"))]}
     assert circles(import_graph(modules)) == [] and private_imports(modules) == []
