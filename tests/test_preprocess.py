@@ -289,3 +289,30 @@ def test_one_writer_at_a_time(tmp_path):
     ingest(source, tmp_path / "data", workers=1, progress=False)
     with stale.writer():  # taking the lock catches up with what the other writer stored
         assert len(stale) == 2
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_sigterm_stops_a_run_at_once_keeping_what_it_stored_and_the_next_run_completes(tmp_path):
+    source = make_collection(tmp_path / "src", genres=("blues", "rock"), per_genre=6, seconds=6.0)
+    data = tmp_path / "data"
+    command = ["preprocess.py", str(source), "--data", str(data), "--workers", "2"]
+    run = PacedRun(command[1:])
+    while (point := run.next_pause()) is not None and not (point == "shard" and _stored(data) >= 2):
+        run.resume()
+    assert point is not None, "the run ended before it could be stopped"
+    os.kill(run.process.pid, signal.SIGTERM)   # what docker stop sends (to the main process only)
+    while run.next_pause() is not None:   # the rows recorded so far are written on the way out
+        run.resume()
+    run.close()
+    assert run.process.returncode == 130
+    # The pool's workers are ended, not left to finish the queued tracks (the bound only ends a failed test).
+    deadline = time.monotonic() + 120
+    while _session(run.process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _session(run.process.pid)
+    store = Store(data)
+    assert_readable(store)
+    assert 2 <= len(store) < 12
+    final = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stderr
+    assert f"{len(store)} already stored" in final.stdout and len(Store(data)) == 12

@@ -232,13 +232,13 @@ def fewer_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # As PID 1 in a container, SIGTERM would otherwise be ignored: stop as on Ctrl-C, while loading too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     fewer_malloc_arenas()
     from app import create_app   # here, so that importing this module loads neither the network nor its runtime
 
     settings = from_env()
     server = make_server(create_app(), settings)
-    # As PID 1 in a container, SIGTERM would otherwise be ignored: stop as on Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     log.info("serving http://%s:%s (waitress): %d threads, up to %d connections, uploads up to %g MB; %s",
              server.effective_host, server.effective_port, server.adj.threads, server.adj.connection_limit,
              settings.max_upload_mb, BOUNDS.describe())
