@@ -11,6 +11,7 @@ and the embedding feature space need the log-mels), and --engine ray spreads the
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.address and args.engine != "ray":
         parser.error("--address needs --engine ray")
+    # SIGTERM (docker stop, a service manager) stops the run as Ctrl-C does: what was stored is kept.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         summary = ingest(args.source, args.data, workers=args.workers, log_mel=args.keep_mel, engine=args.engine,
                          address=args.address)

@@ -43,11 +43,13 @@ class Attack:
     trickle: bool = False  # then one byte a second
     elapsed: float | None = None
     received: bytes = field(default=b"", repr=False)
+    sent: threading.Event = field(default_factory=threading.Event, init=False, repr=False)   # connected, opening sent
 
     def run(self, address: tuple[str, int]) -> None:
         start = time.monotonic()
         with socket.create_connection(address, timeout=10) as sock:
             sock.sendall(self.opening)
+            self.sent.set()
             sock.settimeout(1.0)
             while time.monotonic() - start < self.bound_s + SLACK_S:
                 try:
@@ -90,7 +92,8 @@ def test_slow_and_stalled_clients_are_dropped_while_uploads_are_answered(server)
     threads = [threading.Thread(target=a.run, args=(server.address,), daemon=True) for a in running]
     for thread in threads:
         thread.start()
-    time.sleep(2)   # every attack connected and stalled
+    for attack in running:   # every attack connected, its opening sent, before the uploads (no guess at how long)
+        assert attack.sent.wait(120), f"{attack.name}: could not connect"
     status, answer = post_upload(server, wav(4.0))
     assert status == 200, answer
     assert abs(sum(answer["probabilities"].values()) - 1) < 1e-4 and len(answer["recommendations"]) == 3

@@ -30,7 +30,6 @@ import logging
 import os
 import resource
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -233,18 +232,25 @@ def fewer_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
         return False
 
 
+def _stop_now(*_) -> None:
+    log.info("stopping (SIGTERM)")
+    logging.shutdown()
+    os._exit(0)
+
+
 def prepare_process() -> None:
-    """What the serving process sets before the application starts its threads: the log's format, and
-    glibc's malloc arenas."""
+    """What the serving process sets before the application loads and starts its threads: the log's format,
+    SIGTERM's handler, and glibc's malloc arenas."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # As PID 1 in a container, SIGTERM would otherwise be ignored. Stop at once, while loading too: nothing is
+    # left to save (uploads and results are written whole), and unloading TensorFlow takes seconds.
+    signal.signal(signal.SIGTERM, _stop_now)
     fewer_malloc_arenas()
 
 
 def serve(app: Callable, settings: Settings) -> None:
     """Serve `app` on settings.host:settings.port until SIGTERM or Ctrl-C."""
     server = make_server(app, settings)
-    # As PID 1 in a container, SIGTERM would otherwise be ignored: stop as on Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     log.info("serving http://%s:%s (waitress): %d threads, up to %d connections, uploads up to %g MB; %s",
              server.effective_host, server.effective_port, server.adj.threads, server.adj.connection_limit,
              settings.max_upload_mb, BOUNDS.describe())

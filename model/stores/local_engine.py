@@ -39,7 +39,16 @@ def run(attempt: Attempt, mel_root: Path | None, todo: list[Candidate], record: 
     if not numba_cache.seeded():
         warm_up()   # compiled once here and shared, rather than by every worker at once
     context = multiprocessing.get_context("spawn" if os.name == "nt" else "forkserver")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+    try:
         futures = {pool.submit(attempt, mel_root, c): c for c in todo}
         for future in as_completed(futures):
             record(futures[future], future.result())
+    except BaseException:
+        # Interrupted (Ctrl-C, docker stop's SIGTERM) or failed: the tracks not done are dropped at once, where
+        # leaving the pool's `with` would wait for every queued one; what was recorded is kept by the writer.
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in multiprocessing.active_children():
+            worker.terminate()
+        raise
+    pool.shutdown()
