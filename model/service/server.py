@@ -41,7 +41,7 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import RequestEntityTooLarge
 
-from model.service.settings import Settings, from_env
+from model.service.settings import Settings
 
 log = logging.getLogger("soundalike.server")
 
