@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, g, jsonify, redirect, render_template, request, send_file, url_for
 from werkzeug.exceptions import HTTPException
 
+from model.atomic import remove_leftovers
 from model.audio.decoding import AudioError, decode
 from model.network.classifier import GenreClassifier
 from model.service.admission import Admission, Busy
@@ -70,6 +71,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     uploads = Uploads(app.config["UPLOAD_DIR"], app.config["MAX_UPLOADS"], app.config["MAX_UPLOADS_BYTES"], playback)
     # Playable copies of library files in formats browsers do not play, made on first request.
     library_copies = Path(app.config["UPLOAD_DIR"]) / "library-copies"
+    if library_copies.is_dir():
+        remove_leftovers(library_copies)   # a killed server's half-written copies
     admission = Admission(app.config["MAX_ANALYSES"], app.config["MAX_QUEUED"])
     about = {"tracks": len(store), "genres": {g: len(store.tracks(g)) for g in store.genres},
              "demo": is_demo(store), "features": library.features, "scope": library.scope,
