@@ -45,6 +45,7 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import RequestEntityTooLarge
 
+from model.service.headers import SECURITY_HEADERS
 from model.service.requests import BodyBudget, BoundedParser, RefusalTask
 from model.service.settings import Settings, from_env
 
@@ -148,8 +149,10 @@ class BoundedChannel(HTTPChannel):
 
     def time_out(self, reason: str) -> None:
         body = f"Request Timeout: {reason}\n".encode()
-        response = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
-                    b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        headers = "".join(f"{name}: {value}\r\n" for name, value in SECURITY_HEADERS.items()).encode()
+        response = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n%s"
+                    b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s"
+                    % (headers, len(body), body))
         with self.outbuf_lock:
             self.outbufs[-1].append(response)
             self.total_outbufs_len += len(response)
