@@ -10,31 +10,30 @@ mapping given to `create_app`.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import logging
 import time
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
-import soundfile as sf
 from flask import Flask, Response, g, jsonify, redirect, render_template, request, send_file, url_for
 from werkzeug.exceptions import HTTPException
 
-from model.audio.av_decode import EXTENSIONS as AV_EXTENSIONS, AvFile
+from model.atomic import remove_leftovers
 from model.audio.decoding import AudioError, decode
 from model.network.classifier import GenreClassifier
 from model.service.admission import Admission, Busy
+from model.service.headers import SECURITY_HEADERS, content_disposition
 from model.service.library import Analysis, Library
+from model.service.playback import BROWSER_TYPES, COPY_SUFFIX, PlaybackLimits, browser_plays, write_copy
 from model.service.server import prepare_process, serve
 from model.service.settings import FORM_OVERHEAD_BYTES, from_env
 from model.service.uploads import Uploads, accept_attribute, audio_extension, format_names
 from model.stores import demo_library
 from model.stores.feature_store import Store
 
-# What browsers play as it is; a library or upload file in another format is sent as WAV.
-BROWSER_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg",
-                 ".opus": "audio/ogg", ".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".mp4": "audio/mp4",
-                 ".aac": "audio/aac", ".webm": "audio/webm"}
 # For operators, in /api/health (the page shows listeners only what they need).
 OPERATOR_HELP = {
     "index_a_collection": "python preprocess.py /path/to/music --data data/music "
@@ -56,7 +55,8 @@ def default_config() -> dict[str, Any]:
             "FEATURES": s.features, "SCOPE": s.scope, "MAX_UPLOADS": s.max_uploads,
             "MAX_UPLOADS_BYTES": int(s.max_uploads_mb * 1024 * 1024),
             "MAX_FILE_BYTES": s.max_file_bytes,
-            "MAX_ANALYSES": s.max_analyses, "MAX_QUEUED": s.max_queued, "RUNTIME": s.runtime}
+            "MAX_ANALYSES": s.max_analyses, "MAX_QUEUED": s.max_queued, "RUNTIME": s.runtime,
+            "PLAYBACK_MAX_S": s.playback_max_s}
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -70,7 +70,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     weights_dir = Path(app.config["WEIGHTS_DIR"])
     library = Library(store, GenreClassifier.load(weights_dir, app.config["RUNTIME"]), weights_dir,
                       features=app.config["FEATURES"], scope=app.config["SCOPE"])
-    uploads = Uploads(app.config["UPLOAD_DIR"], app.config["MAX_UPLOADS"], app.config["MAX_UPLOADS_BYTES"])
+    playback = PlaybackLimits(max_s=app.config["PLAYBACK_MAX_S"])
+    uploads = Uploads(app.config["UPLOAD_DIR"], app.config["MAX_UPLOADS"], app.config["MAX_UPLOADS_BYTES"], playback)
+    # Playable copies of library files in formats browsers do not play, made on first request.
+    library_copies = Path(app.config["UPLOAD_DIR"]) / "library-copies"
+    if library_copies.is_dir():
+        remove_leftovers(library_copies)   # a killed server's half-written copies
     admission = Admission(app.config["MAX_ANALYSES"], app.config["MAX_QUEUED"])
     about = {"tracks": len(store), "genres": {g: len(store.tracks(g)) for g in store.genres},
              "demo": demo_library.is_demo(store), "features": library.features, "scope": library.scope,
@@ -129,21 +134,25 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             "upload_url": url_for("upload_audio", upload_id=upload_id)}
         return answer, uploads.save_result(upload_id, answer)
 
-    def send_audio(path: Path) -> Response:
-        if path.suffix.lower() in BROWSER_TYPES:
-            return send_file(path, mimetype=BROWSER_TYPES[path.suffix.lower()])
-        # Browsers do not play AU, AIFF, WMA or Matroska: send the same samples as WAV.
-        wav = io.BytesIO()
-        if path.suffix.lower() in AV_EXTENSIONS:
-            with AvFile(path) as f, sf.SoundFile(wav, "w", f.samplerate, f.channels, format="WAV",
-                                                 subtype="PCM_16") as out:
-                for block in f.blocks():
-                    out.write(block)
-        else:
-            data, sample_rate = sf.read(path, dtype="int16", always_2d=True)
-            sf.write(wav, data, sample_rate, format="WAV", subtype="PCM_16")
-        wav.seek(0)
-        return send_file(wav, mimetype="audio/wav", download_name=f"{path.stem}.wav")
+    def send_audio(path: Path, name: str) -> Response:
+        """A file from disk (Range requests answered, HEAD without reading it), named `name`."""
+        media_type = BROWSER_TYPES[".wav" if path.name.endswith(COPY_SUFFIX) else path.suffix.lower()]
+        # werkzeug would put the file's own name in the header, and refuses one with a newline (500).
+        response = send_file(path, mimetype=media_type, download_name="audio")
+        response.headers["Content-Disposition"] = content_disposition(name)
+        return response
+
+    def library_copy(source: Path) -> Path:
+        """The playable copy of a library file browsers do not play, made once (one turn of the
+        analyses: its memory is one block, its time bounded by `playback`)."""
+        stat = source.stat()
+        key = hashlib.sha256(f"{source}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:32]
+        copy = library_copies / f"{key}{COPY_SUFFIX}"
+        if not copy.is_file():
+            with admission.turn():
+                if not copy.is_file():
+                    write_copy(source, copy, playback)
+        return copy
 
     def error(status: int, message: str) -> tuple[Response | str, int]:
         if wants_json():
@@ -158,6 +167,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def report_time(response: Response) -> Response:
         # Server-side time, for benchmarks and browsers' developer tools.
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - g.start) * 1000:.1f}"
+        response.headers.update(SECURITY_HEADERS)
+        if response.status_code in (301, 308) and response.location:
+            # Werkzeug's redirect of a `//` path is absolute, built from the request's Host header:
+            # a relative one points at the same place and repeats nothing the client sent.
+            target = urlsplit(response.location)
+            response.location = target.path + (f"?{target.query}" if target.query else "")
         return response
 
     def too_large(the_file: str = "The file") -> str:
@@ -233,16 +248,24 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         track = store.find(track_id)
         if track is None:
             return error(404, f"There is no library track {track_id!r}.")
-        if not Path(track.source).is_file():
+        source = Path(track.source)
+        if not source.is_file():
             return error(404, f"The audio of {track_id} is no longer where it was indexed.")
-        return send_audio(Path(track.source))
+        if browser_plays(source):
+            return send_audio(source, source.name)
+        try:
+            return send_audio(library_copy(source), f"{source.stem}.wav")
+        except AudioError as e:
+            return error(422, f"The audio of {track_id} cannot be played back: {e}.")
 
     @app.get("/uploads/<upload_id>")
     def upload_audio(upload_id: str):
-        path = uploads.path(upload_id)
-        if path is None:
+        if uploads.path(upload_id) is None:
             return error(404, "There is no such upload (only the latest uploads are kept).")
-        return send_audio(path)
+        path = uploads.playable(upload_id)
+        if path is None:
+            return error(404, "This upload was analysed, but it does not decode far enough to be played back.")
+        return send_audio(path, f"{upload_id.split('.')[0]}{path.suffix}")
 
     return app
 

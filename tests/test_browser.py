@@ -67,6 +67,11 @@ class Watched:
         self.page.on("request", lambda r: self.requests.append((r.method, r.url)))
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        # Content-Security-Policy violations (also console errors), reported from every page loaded.
+        self.violations: list[str] = []
+        self.context.expose_function("reportViolation", lambda text: self.violations.append(text))
+        self.context.add_init_script("document.addEventListener('securitypolicyviolation', "
+                                     "e => window.reportViolation(e.violatedDirective + ' ' + e.blockedURI))")
 
     def posts(self) -> int:
         return sum(method == "POST" for method, _ in self.requests)
@@ -77,6 +82,7 @@ class Watched:
         assert not outside, outside
         errors = [e for e in self.errors if not (expected_errors and re.search(expected_errors, e))]
         assert not errors, errors
+        assert not self.violations, self.violations
         self.context.close()
 
 
@@ -89,6 +95,22 @@ def send(page, path: Path) -> None:
 def shoot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_the_pages_run_no_inline_script(browser, server):
+    """The policy is in force: a script written into the page is refused, and said so."""
+    watched = Watched(browser, server, "desktop")
+    response = watched.page.goto(server.base + "/")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    watched.page.evaluate("() => { const s = document.createElement('script'); s.textContent = 'window.injected = 1';"
+                          " document.body.append(s); }")
+    watched.page.wait_for_function("window.reportViolation !== undefined")
+    assert watched.page.evaluate("window.injected") is None
+    while not watched.violations:   # the report comes back through Playwright while the test waits
+        watched.page.wait_for_timeout(50)
+    assert watched.violations[0].startswith("script-src")
+    watched.violations.clear()
+    watched.check_clean(expected_errors="Content Security Policy")
 
 
 @pytest.mark.parametrize("size", SIZES)
