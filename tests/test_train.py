@@ -75,7 +75,7 @@ def test_training_is_deterministic_reports_by_artist_and_writes_a_usable_head(tm
         weights.mkdir()
         shutil.copyfile(DEFAULT_WEIGHTS_DIR / BACKBONE_FILE, weights / BACKBONE_FILE)
         args = ["--gtzan", str(tmp_path / "gtzan"), "--more", str(tmp_path / "more"), "--weights", str(weights),
-                "--cache", str(tmp_path / "cache"), "--folds", "3"]
+                "--cache", str(tmp_path / "cache"), "--folds", "3", "--sets"]
         assert train_main(args) == 0
         out = capsys.readouterr().out
         assert "grouped by artist" in out and "confusion" in out and "temperature" in out and "unsure" in out
