@@ -104,7 +104,7 @@ def test_the_shipped_export_is_what_the_export_command_writes(exporter, tmp_path
 
 @pytest.mark.parametrize("change", [
     lambda i: i.update(temperature=2 * i["temperature"]),
-    lambda i: i["input"].update(summaries=["mean"]),
+    lambda i: i["input"].update(loop_short=not i["input"]["loop_short"]),
 ])
 def test_an_export_of_another_head_record_is_refused(tmp_path, change):
     weights = shutil.copytree(DEFAULT_WEIGHTS_DIR, tmp_path / "weights")
