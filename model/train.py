@@ -137,6 +137,7 @@ def groups_of(clips: list[Clip]) -> dict[str, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from model.network.classifier import HeadInput, WeightsError
     from model.service.settings import from_env
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -162,14 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.sets:   # without them, artist-grouped CV was higher on every group quoted (docs/model-accuracy.md)
             clips = [c for c in clips if len(c.candidates) == 1]
         backbones = tuple(args.backbones.split("+"))
-        from model.network.classifier import HeadInput, WeightsError
-
         head_input = HeadInput(backbones=backbones, layer="embedding", summaries=("mean",), loop_short=True)
         features = embeddings(clips, args.weights, args.cache, backbones)
-    except (CorpusError, OSError) as error:
-        print(f"train: {error}", file=sys.stderr)
-        return 2
-    except WeightsError as error:
+    except (CorpusError, OSError, WeightsError) as error:
         print(f"train: {error}", file=sys.stderr)
         return 2
     mask = candidate_mask(clips)
