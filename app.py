@@ -130,6 +130,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             "match": None if analysis.match is None else {"id": analysis.match.id, "genre": analysis.match.genre},
             "duration_s": analysis.duration_s,
             "truncated": analysis.truncated,
+            "unsure": analysis.unsure_reason is not None,
+            "unsure_reason": analysis.unsure_reason,
             "filename": filename,
             "upload_url": url_for("upload_audio", upload_id=upload_id)}
         return answer, uploads.save_result(upload_id, answer)

@@ -133,6 +133,7 @@ def test_the_api_answers_the_documented_json(client, song):
     assert set(GENRES) == set(body["probabilities"]) and abs(sum(body["probabilities"].values()) - 1) < 1e-4
     assert body["genre"] == max(body["probabilities"], key=body["probabilities"].get)
     assert abs(body["duration_s"] - 30.0) < 0.1 and body["match"] is None
+    assert isinstance(body["unsure"], bool) and (body["unsure_reason"] is None) == (not body["unsure"])
     assert len(body["recommendations"]) == 3
     for pick in body["recommendations"]:
         assert set(pick) >= {"id", "genre", "distance", "why", "audio_url"}
@@ -142,6 +143,15 @@ def test_the_api_answers_the_documented_json(client, song):
         assert audio.status_code == 200 and audio.mimetype.startswith("audio/")
         assert sf.info(io.BytesIO(audio.data)).duration > 1
     assert re.fullmatch(r"app;dur=[0-9.]+", response.headers["Server-Timing"])
+
+
+def test_a_short_clip_is_answered_unsure_in_the_api_and_on_the_page(client):
+    flac = io.BytesIO()
+    sf.write(flac, tone(2.5, 22050, seed=9), 22050, format="FLAC", subtype="PCM_16")
+    body = post(client, "/api/analyze", flac.getvalue(), name="short.flac").get_json()
+    assert body["unsure"] is True and "2.5 s long" in body["unsure_reason"]
+    page = post(client, "/", flac.getvalue(), name="short.flac").get_data(as_text=True)
+    assert "Unsure: the clip is 2.5 s long" in page
 
 
 def test_a_long_song_is_analysed_from_its_spans_as_from_all_of_it(client, monkeypatch):

@@ -16,7 +16,7 @@ import numpy as np
 from model.audio.features import log_mel_patches
 from model.network.head import HeadInput, load_head, read_head_info
 from model.network.weights import BACKBONE_CHECKPOINTS, DEFAULT_WEIGHTS_DIR, WeightsError, backbone_file
-from model.params import GENRES, MAX_PATCHES, SAMPLE_RATE
+from model.params import GENRES, HOP_LENGTH, MAX_PATCHES, PATCH_FRAMES, SAMPLE_RATE
 
 if TYPE_CHECKING:
     import keras
@@ -25,6 +25,10 @@ RUNTIMES = ("onnx", "keras")
 # A batch of log-mel patches (n, frames, mels) of one track -> its genre probabilities (genres,) and
 # its patches' MSD embeddings (n, EMBEDDING_DIM).
 Network = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+# What the network sees of a clip at once: a shorter one is looped to fill it (a 2-3 s excerpt).
+FULL_VIEW_S = PATCH_FRAMES * HOP_LENGTH / SAMPLE_RATE   # ~2.99 s
 
 
 def load_backbone(weights_dir: Path = DEFAULT_WEIGHTS_DIR, name: str = "msd") -> keras.Model:
@@ -52,8 +56,12 @@ class GenreClassifier:
     """Track-level genre probabilities and the recommender's embedding (the MSD backbone's mean
     200-d embedding), from a log-mel's patches, computed by `network` (either runtime's)."""
 
-    def __init__(self, network: Network, head_input: HeadInput = HeadInput(), genres: tuple[str, ...] = GENRES) -> None:
+    def __init__(self, network: Network, head_input: HeadInput = HeadInput(), genres: tuple[str, ...] = GENRES,
+                 unsure_below: float = 0.0) -> None:
         self.network, self.head_input, self.genres = network, head_input, tuple(genres)
+        # The top probability below which an answer is flagged unsure: chosen by model.train from the
+        # calibrated probabilities of clips of artists the head had not heard (the head's json).
+        self.unsure_below = unsure_below
         _single_threaded_blas()
 
     @classmethod
@@ -70,10 +78,11 @@ class GenreClassifier:
         weights_dir = Path(weights_dir)
         info = read_head_info(weights_dir)
         head_input = HeadInput.from_json(info["input"])
+        unsure_below = float(info["unsure"]["threshold"])
         if runtime == "onnx":
             from model.network.onnx_runtime import OnnxNetwork
 
-            return cls(OnnxNetwork.load(weights_dir, info, alone=alone), head_input)
+            return cls(OnnxNetwork.load(weights_dir, info, alone=alone), head_input, unsure_below=unsure_below)
         from model.network.keras_runtime import KerasNetwork
         from model.network.tensorflow_import import import_tensorflow
 
@@ -81,7 +90,8 @@ class GenreClassifier:
         head = load_head(weights_dir, head_input)
         # The MSD backbone also gives the recommender's embedding.
         backbones = {name: load_backbone(weights_dir, name) for name in dict.fromkeys(("msd",) + head_input.backbones)}
-        return cls(KerasNetwork(backbones, head, head_input, info.get("temperature", 1.0)), head_input)
+        return cls(KerasNetwork(backbones, head, head_input, info.get("temperature", 1.0)), head_input,
+                   unsure_below=unsure_below)
 
     def analyse_patches(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The genre probabilities (genres,) of a track made of these patches, and their MSD
@@ -95,6 +105,17 @@ class GenreClassifier:
         log-mel is computed): a long song costs no more than a 30 s clip."""
         probs, embedding = self.analyse_patches(log_mel_patches(y, max_patches, loop=self.head_input.loop_short))
         return (probs / probs.sum()).astype(np.float32), embedding.mean(axis=0)
+
+    def unsure(self, probs: np.ndarray, duration_s: float) -> str | None:
+        """Why an answer of these probabilities, for a clip of `duration_s`, is unsure (a sentence), or None."""
+        if duration_s < FULL_VIEW_S:
+            return (f"the clip is {duration_s:.1f} s long, shorter than the {FULL_VIEW_S:.0f} s the network "
+                    f"listens to at once")
+        top = float(np.max(probs))
+        if top < self.unsure_below:
+            return (f"the likeliest genre is only {top:.0%} likely; below {self.unsure_below:.0%}, answers "
+                    f"on artists the model had not heard were wrong more often than right")
+        return None
 
     def warm_up(self) -> None:
         """Run the network once at its largest batch, so the first request is not the slow one."""

@@ -18,7 +18,11 @@ if TYPE_CHECKING:
     import keras
 
 LAYERS = {"pooled": POOLED_DIM, "embedding": EMBEDDING_DIM}
-SUMMARIES = ("mean", "std")
+# Only the mean over patches: a spread (the standard deviation over patches) is zero for a 2-3 s clip of
+# one patch and not for a long one, so a head reading it learns a clip's length instead of its genre
+# (issue 15: with it, an artist's long rock clips whose genre was seen in training only as excerpts
+# were 0/10 rock; with the mean alone, 10/10).
+SUMMARIES = ("mean",)
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class HeadInput:
     what it was trained on."""
     backbones: tuple[str, ...] = ("msd",)
     layer: str = "embedding"
-    summaries: tuple[str, ...] = ("mean", "std")
+    summaries: tuple[str, ...] = ("mean",)
     loop_short: bool = True
 
     def __post_init__(self) -> None:
@@ -61,7 +65,7 @@ def summarise(patch_features, summaries: tuple[str, ...]):
     tensors alike, so training and the service's graph compute the same thing)."""
     from keras import ops
 
-    stats = {"mean": lambda x: ops.mean(x, axis=0), "std": lambda x: ops.std(x, axis=0)}
+    stats = {"mean": lambda x: ops.mean(x, axis=0)}
     return ops.concatenate([stats[s](patch_features) for s in summaries], axis=-1)
 
 
@@ -87,9 +91,9 @@ def read_head_info(weights_dir: Path) -> dict:
     if any(recorded.get(k) != v for k, v in network_params().items()):
         raise WeightsError(f"the head in {weights_dir} was trained on other feature parameters "
                            f"({recorded}): retrain it with python -m model.train")
-    if "input" not in info:
-        raise WeightsError(f"the head in {weights_dir} does not say what it reads (an older head): "
-                           f"retrain it with python -m model.train")
+    if "input" not in info or "unsure" not in info:
+        raise WeightsError(f"the head in {weights_dir} does not say what it reads or when it is unsure "
+                           f"(an older head): retrain it with python -m model.train")
     return info
 
 

@@ -140,11 +140,7 @@ def add_backbone(graph: _Graph, backbone: keras.Model, x: str, prefix: str) -> d
 def _summaries(graph: _Graph, x: str, summaries: tuple[str, ...]) -> str:
     """`model.network.head.summarise` over the patches (axis 0), as a (1, d) row."""
     mean = graph.op("ReduceMean", [x], "summary/mean", axes=[0], keepdims=1)
-    centred = graph.op("Sub", [x, mean], "summary/centred")
-    square = graph.op("Mul", [centred, centred], "summary/square")
-    std = graph.op("Sqrt", [graph.op("ReduceMean", [square], "summary/variance", axes=[0], keepdims=1)],
-                   "summary/std")
-    return graph.op("Concat", [{"mean": mean, "std": std}[s] for s in summaries], "summary", axis=1)
+    return graph.op("Concat", [{"mean": mean}[s] for s in summaries], "summary", axis=1)
 
 
 def _output(name: str, shape: list) -> onnx.ValueInfoProto:

@@ -49,6 +49,7 @@ class Analysis:
     recommendations: list[Recommendation]   # never `match`, nor another library copy of the same audio
     duration_s: float
     truncated: bool                         # the file broke off: what decoded of it was analysed
+    unsure_reason: str | None = None        # why the genre is unsure (GenreClassifier.unsure), or None
 
 
 class Library:
@@ -138,4 +139,5 @@ class Library:
             recommendations=[Recommendation(self.tracks[p.index], p.distance, 1.0 / (1.0 + p.distance), w)
                              for p, w in zip(picks, why)],
             duration_s=audio.duration_s,
-            truncated=audio.truncated)
+            truncated=audio.truncated,
+            unsure_reason=self.classifier.unsure(probs, audio.duration_s))
