@@ -16,6 +16,7 @@ DEFAULT_UPLOAD_DIR = ROOT / "input_data"
 # Room for a multipart request's own bytes (boundaries, part headers, a short field or two) beyond
 # the file itself, so that a file of exactly the size limit is accepted.
 FORM_OVERHEAD_BYTES = 64 * 1024
+FEEDBACK_FILE = "feedback.sqlite3"   # in the data folder, unless SOUNDALIKE_FEEDBACK_DB names another file
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class Settings:
     max_analyses: int        # uploads decoded and analysed at once: bounds the service's memory
     max_queued: int          # uploads waiting for an analysis; beyond, 503 with Retry-After
     runtime: str             # what runs the network: onnx (ONNX Runtime, CPU) | keras (TensorFlow: GPU hosts)
+    min_pick_s: float        # library tracks shorter than this (seconds) are never picks: picks are songs
+    feedback_db: Path | None # listeners' votes on picks (SQLite); None: FEEDBACK_FILE in the data folder
+    max_votes: int           # votes kept; beyond, the oldest are deleted
 
     @property
     def max_file_bytes(self) -> int:
@@ -62,4 +66,7 @@ def from_env(env: Mapping[str, str] = os.environ) -> Settings:
         max_analyses=int(get("MAX_ANALYSES", "2")),
         max_queued=int(get("MAX_QUEUED", "16")),
         runtime=get("RUNTIME", "onnx"),
+        min_pick_s=float(get("MIN_PICK_S", "10")),
+        feedback_db=Path(get("FEEDBACK_DB", "")) if get("FEEDBACK_DB", "") else None,
+        max_votes=int(get("MAX_VOTES", "100000")),
     )
