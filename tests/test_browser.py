@@ -7,16 +7,21 @@ SOUNDALIKE_DOCS_SCREENSHOT=1 the README's picture, docs/result.png, is written a
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from av_media import encoded
 from model.service.uploads import format_names
-from serving import REPO, running_server, small_store, wav
+from model.stores.demo_library import write_clips
+from model.stores.ingest import ingest
+from serving import REPO, running_server, wav
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -27,12 +32,20 @@ ARTIFACTS = REPO / "artifacts"
 SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 WAIT_MS = 90_000   # an analysis on a loaded 2-core machine: seconds; generous, never a timing assertion
 LIMIT_MB = 2
+MIN_PICK_S = 3.0   # the store's songs are 4 s, its snippets 2 s
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    """The real server over a store of one 4 s song and one 2 s snippet per genre."""
     root = tmp_path_factory.mktemp("browser")
-    env = {"SOUNDALIKE_DATA_DIR": str(small_store(root)), "SOUNDALIKE_MAX_UPLOAD_MB": str(LIMIT_MB)}
+    write_clips(root / "audio", per_genre=1, seconds=4.0)
+    write_clips(root / "snippets", per_genre=2, seconds=2.0)
+    for path in (root / "snippets").rglob("*.demo02.flac"):   # another variant than the songs': not a part of one
+        path.rename(root / "audio" / path.parent.name / path.name.replace("demo02", "snippet"))
+    ingest(root / "audio", root / "data", workers=1, progress=False)
+    env = {"SOUNDALIKE_DATA_DIR": str(root / "data"), "SOUNDALIKE_MAX_UPLOAD_MB": str(LIMIT_MB),
+           "SOUNDALIKE_MIN_PICK_S": str(MIN_PICK_S)}
     with running_server(env, workdir=root) as running:
         yield running
 
@@ -55,6 +68,11 @@ def files(tmp_path_factory):
     (folder / "huge.wav").write_bytes(b"\0" * (LIMIT_MB * 1024 * 1024 + 1))
     (folder / "voice memo.m4a").write_bytes(encoded("m4a", seconds=6.0, seed=4)[0])
     return folder
+
+
+def clock(seconds: float) -> str:
+    """m:ss, whole seconds rounded down, as Chromium's players show a length."""
+    return "%d:%02d" % divmod(int(seconds), 60)
 
 
 class Watched:
@@ -117,20 +135,34 @@ def test_the_listeners_path_through_both_pages(browser, server, files, size):
     page.wait_for_url(re.compile(r".*/results/[0-9a-f]{32}$"), timeout=WAIT_MS)
     result_url = page.url
 
-    # The answer first, as the page's heading, then three picks whose players know their length.
+    # The answer first, as the page's heading, with the focus; then three picks whose players know their length.
     heading = page.inner_text("h1")
     assert heading.startswith("Sounds like")
+    assert page.evaluate("document.activeElement.id") == "answer"
     page.wait_for_function("[...document.querySelectorAll('audio')].every(a => a.readyState >= 1)", timeout=WAIT_MS)
     durations = page.eval_on_selector_all(".pick audio", "players => players.map(a => a.duration)")
-    assert len(durations) == 3 and all(3.5 < d < 4.5 for d in durations), durations   # small_store: 4 s clips
+    # Songs only: the 2 s snippets are never picks.
+    assert len(durations) == 3 and all(3.5 < d < 4.5 for d in durations), durations
     assert all(page.eval_on_selector_all("audio", "players => players.map(a => a.getAttribute('aria-label'))"))
-    for pick in page.query_selector_all(".pick"):
+    # The page's lengths are the players' (whole seconds, rounded down).
+    assert page.eval_on_selector_all(".pick .pick-len", "v => v.map(e => e.textContent.replace('Length', '').trim())") \
+        == [clock(d) for d in durations]
+    your_length = page.eval_on_selector(".yours audio", "a => a.duration")
+    assert page.inner_text(".yours .len") == clock(your_length)
+    for i, pick in enumerate(page.query_selector_all(".pick")):
         box = pick.bounding_box()
-        assert box["y"] >= 0 and box["y"] + box["height"] <= SIZES[size]["height"], (size, box)   # above the fold
-        assert re.search(r"Similarity \d+/100", pick.inner_text()) and re.search(r"\d:\d\d", pick.inner_text())
+        # Above the fold: all three picks on a laptop; on a phone the answer and the first (each pick's reasons,
+        # player and vote take a phone's width).
+        if size == "desktop" or i == 0:
+            assert box["y"] >= 0 and box["y"] + box["height"] <= SIZES[size]["height"], (size, box)
+        assert re.search(r"Closer than (\d+ %|all the rest) of the library", pick.inner_text())
+        assert re.search(r"\d:\d\d", pick.inner_text())
+    assert "means: nearer your song" in page.inner_text(".picks-section .library")   # what the score means
     values = [float(v.split()[0]) for v in page.eval_on_selector_all(".bar .value", "v => v.map(e => e.textContent)")]
     assert len(values) == 10 and values == sorted(values, reverse=True) and abs(sum(values) - 100) < 1
     assert f"{values[0]:.1f} %" in heading
+    _check_bars(page, size)
+    _check_players_and_tab_stops(page)
     _check_targets(page)
     _check_contrast(page)
     assert page.evaluate("document.documentElement.scrollWidth") <= SIZES[size]["width"]   # no sideways scrolling
@@ -195,6 +227,52 @@ CONTRAST = """() => {
   }
   return low;
 }"""
+
+
+def _check_bars(page, size: str) -> None:
+    """Bars in reading order (row by row: each next bar to the right on its row, or below it), "Hip-hop",
+    and a value of "100.0 %" on one line."""
+    boxes = page.eval_on_selector_all(".bar", "bars => bars.map(b => { const r = b.getBoundingClientRect(); "
+                                              "return [r.x, r.y]; })")
+    for (x0, y0), (x1, y1) in zip(boxes, boxes[1:]):
+        assert (abs(y1 - y0) < 2 and x1 > x0) or y1 > y0 + 2, boxes
+    if size == "desktop":
+        assert abs(boxes[0][1] - boxes[1][1]) < 2   # the two most likely side by side
+    assert "Hip-hop" in page.eval_on_selector_all(".bar .label", "v => v.map(e => e.textContent)")
+    heights = page.eval_on_selector_all(".bar .value", """values => values.map(v => {
+        const kept = v.textContent, one = v.getBoundingClientRect().height;
+        v.textContent = "100.0 %";
+        const full = v.getBoundingClientRect().height;
+        v.textContent = kept;
+        return [one, full]; })""")
+    assert all(full == one for one, full in heights), heights
+
+
+def _check_players_and_tab_stops(page) -> None:
+    """Each player is one button named for what it plays; Tab from the top meets each once, and the
+    header link and the file input have different names."""
+    names = page.eval_on_selector_all(".player", "players => players.map(p => [...p.querySelectorAll("
+                                      "'a, button, input, audio[controls], [tabindex]')].map(e => e.getAttribute('aria-label')))")
+    assert len(names) == 4 and all(len(n) == 1 for n in names), names
+    assert names[0][0].startswith("Play your song, my song.wav")
+    ids = page.eval_on_selector_all(".pick-id", "v => v.map(e => e.textContent)")
+    for i, (name, pick) in enumerate(zip(names[1:], ids)):
+        assert name[0].startswith(f"Play the {['1st', '2nd', '3rd'][i]} pick, {pick} ("), name
+    page.focus("#answer")
+    stops = []
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        stops.append(page.evaluate("(() => { const e = document.activeElement; return [e.id, e.className, "
+                                   "e.getAttribute('aria-label') || e.textContent.trim()]; })()"))
+        if stops[-1][0] == "file":
+            break
+    assert stops[-1][0] == "file", stops
+    plays = [s[2] for s in stops if "play" in s[1].split()]
+    assert plays == [n[0] for n in names], stops   # each player once: your song's, then the picks'
+    assert not [s for s in stops if s[0] == "" and s[2] == ""], stops   # every stop has a name
+    link = page.inner_text("a.again")
+    label = page.eval_on_selector("#file", "input => input.labels[0].textContent.trim()")
+    assert link != label
 
 
 def _check_contrast(page) -> None:
