@@ -318,6 +318,91 @@ def test_the_form_works_without_javascript(browser, server, files):
     send(page, files / "my song.wav")
     page.wait_for_url(re.compile(r".*/results/[0-9a-f]{32}$"), timeout=WAIT_MS)
     assert page.inner_text("h1").startswith("Sounds like") and page.locator(".pick").count() == 3
+    # A vote is a plain form: the page comes back at the pick, with the vote shown as kept.
+    pick = page.locator(".pick-id").nth(1).inner_text()
+    page.locator(".pick").nth(1).locator("button[value=down]").click()
+    page.wait_for_url(re.compile(rf".*/results/[0-9a-f]{{32}}\?voted=.*#pick-{re.escape(pick)}$"), timeout=WAIT_MS)
+    voted = page.locator(".pick").nth(1)
+    assert voted.locator("button[value=down]").get_attribute("aria-pressed") == "true"
+    assert voted.locator("button[value=up]").get_attribute("aria-pressed") == "false"
+    assert "your vote is kept" in voted.inner_text()
+    watched.check_clean()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_library_track_is_named_first_and_the_models_guess_said_as_such(browser, server, size):
+    watched = Watched(browser, server, size)
+    page = watched.page
+    page.goto(server.base + "/")
+    send(page, server.workdir / "audio" / "rock" / "rock.demo01.flac")
+    page.wait_for_url(re.compile(r".*/results/[0-9a-f]{32}$"), timeout=WAIT_MS)
+    assert page.inner_text("h1").startswith("This is rock.demo01")
+    guess = page.inner_text(".model-guess")
+    assert guess.startswith("The model hears") and "searched in Rock" in guess
+    order = page.evaluate("""() => ['h1', '.model-guess', '.picks'].map(s => document.querySelector(s))
+        .map(e => e.getBoundingClientRect().top)""")
+    assert order == sorted(order)   # what it is, then the model's guess, then the picks
+    assert "rock.demo01" not in page.eval_on_selector_all(".pick-id", "v => v.map(e => e.textContent)")
+    assert page.eval_on_selector(".model-guess", "e => e.getBoundingClientRect().bottom") <= SIZES[size]["height"]
+    _check_contrast(page)
+    shoot(page, f"result-recognised-{size}")
+    watched.check_clean()
+
+
+def test_a_medley_lists_the_library_tracks_inside_it(browser, server, tmp_path):
+    parts = ["rock/rock.demo01", "pop/pop.demo01", "jazz/jazz.demo01"]
+    clips = [sf.read(server.workdir / "audio" / f"{p}.flac", dtype="float32") for p in parts]
+    medley = tmp_path / "medley.flac"
+    sf.write(medley, np.concatenate([y for y, _ in clips]), clips[0][1])
+    watched = Watched(browser, server, "desktop")
+    page = watched.page
+    page.goto(server.base + "/")
+    send(page, medley)
+    page.wait_for_url(re.compile(r".*/results/[0-9a-f]{32}$"), timeout=WAIT_MS)
+    assert page.inner_text("h1").startswith("Sounds like")   # not named after one of its parts
+    listed = page.eval_on_selector_all(".contains li", "v => v.map(e => e.textContent.trim())")
+    assert [re.sub(r"^\d:\d\d–\d:\d\d ", "", item) for item in listed] == \
+        ["rock.demo01 (Rock)", "pop.demo01 (Pop)", "jazz.demo01 (Jazz)"], listed
+    assert listed[1].startswith("0:0")   # the second 4 s clip starts at 0:04
+    picked = set(page.eval_on_selector_all(".pick-id", "v => v.map(e => e.textContent)"))
+    assert not picked & {p.split("/")[1] for p in parts}
+    shoot(page, "result-medley-desktop")
+    watched.check_clean()
+
+
+def test_votes_copy_link_and_recent_results_by_keyboard(browser, server, files):
+    watched = Watched(browser, server, "desktop", permissions=["clipboard-read", "clipboard-write"])
+    page = watched.page
+    page.goto(server.base + "/")
+    send(page, files / "my song.wav")
+    page.wait_for_url(re.compile(r".*/results/[0-9a-f]{32}$"), timeout=WAIT_MS)
+    result_url = page.url
+    # A vote by keyboard, sent in the background: the page stays, the button says it is pressed.
+    first = page.locator(".pick").first
+    first.locator("button[value=up]").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('.pick .vote-status').textContent.includes('kept')",
+                           timeout=WAIT_MS)
+    assert first.locator("button[value=up]").get_attribute("aria-pressed") == "true" and page.url == result_url
+    page.reload()   # kept by the server
+    assert page.locator(".pick").first.locator("button[value=up]").get_attribute("aria-pressed") == "true"
+    # Copy link, by keyboard.
+    page.focus(".copy-link")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('.copy-status').textContent.includes('copied')", timeout=WAIT_MS)
+    assert page.evaluate("navigator.clipboard.readText()") == result_url
+    # The recent results, on the first page: a link back to this one, followed by keyboard.
+    page.goto(server.base + "/")
+    assert page.is_visible("section.recent")
+    link = page.locator(".recent-list a").first
+    assert "my song.wav" in link.inner_text()
+    link.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(result_url, timeout=WAIT_MS)
+    page.goto(server.base + "/")
+    page.focus(".forget-recent")
+    page.keyboard.press("Enter")
+    assert not page.is_visible("section.recent")
     watched.check_clean()
 
 
