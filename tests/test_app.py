@@ -491,3 +491,18 @@ def test_votes_through_the_api_and_what_is_refused(client, song):
         assert response.status_code == status and response.get_json()["error"].endswith("."), what
     page = client.post(f"/results/{result_id}/feedback", data={"pick": pick, "vote": "sideways"})
     assert page.status_code == 400 and page.mimetype == "text/html"
+
+
+def test_a_long_medley_lists_the_tracks_in_the_part_searched_and_says_which_part(client, folders):
+    genres = ["rock", "pop", "jazz", "metal", "blues", "disco", "reggae", "country"]
+    clips = [sf.read(folders["AUDIO"] / g / f"{g}.demo01.flac", dtype="float32")[0] for g in genres]
+    medley = io.BytesIO()
+    sf.write(medley, np.concatenate(clips), 16000, format="FLAC")   # 48 s: its middle 32 s are searched
+    body = post(client, "/api/analyze", medley.getvalue(), name="medley.flac").get_json()
+    start, end = body["searched_s"]
+    assert (start, end) == (pytest.approx(8.0, abs=0.01), pytest.approx(40.0, abs=0.01)) and body["match"] is None
+    inside = [f"{g}.demo01" for i, g in enumerate(genres) if 6 * i < end - 1 and 6 * (i + 1) > start + 1]
+    assert [c["id"] for c in body["contains"]] == inside, body["contains"]
+    assert not set(inside) & {p["id"] for p in body["recommendations"]}
+    page = client.get(body["result_url"]).get_data(as_text=True)
+    assert re.search(r"found in the part\s+searched, 0:08–0:40:", page)

@@ -79,6 +79,7 @@ class Analysis:
     contains: list[Contained] = ()          # library tracks inside the upload, by start time (not `match`)
     picks_genre: str | None = None          # the genre the picks were searched in first (scope "genre")
     key: Key | None = None                  # the upload's estimated key (model.index.key)
+    searched_s: tuple[float, float] = (0.0, 0.0)   # the part of the upload the fingerprints (so `contains`) cover
 
 
 class Library:
@@ -219,4 +220,5 @@ class Library:
             excerpt=match is not None and audio.duration_s < 0.9 * match.duration_s,
             contains=sorted(contains, key=lambda c: c.start_s),
             picks_genre=order_for_picks[0] if self.scope == "genre" else None,
-            key=key)
+            key=key,
+            searched_s=tuple(round(i / SAMPLE_RATE, 2) for i in excerpt_span(len(y))))
