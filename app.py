@@ -128,8 +128,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         answer = {
             "genre": analysis.genre,
             "probabilities": analysis.probabilities,
-            "match": None if analysis.match is None else {"id": analysis.match.id, "genre": analysis.match.genre,
-                                                          "excerpt": analysis.excerpt},
+            "match": None if analysis.match is None else {"id": analysis.match.id, "genre": analysis.match.genre},
+            "excerpt": analysis.excerpt,
             "contains": [track(c.track, start_s=c.start_s, end_s=c.end_s) for c in analysis.contains],
             "searched_s": list(analysis.searched_s),
             "picks_genre": analysis.picks_genre,

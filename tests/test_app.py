@@ -179,7 +179,7 @@ def test_a_long_song_is_analysed_from_its_spans_as_from_all_of_it(client, monkey
 def test_an_upload_of_a_library_track_is_named_and_not_picked(client, folders):
     flac = (folders["AUDIO"] / "jazz" / "jazz.demo02.flac").read_bytes()
     body = post(client, "/api/analyze", flac, name="whatever.flac").get_json()
-    assert body["match"] == {"id": "jazz.demo02", "genre": "jazz", "excerpt": False}
+    assert body["match"] == {"id": "jazz.demo02", "genre": "jazz"} and body["excerpt"] is False
     assert "jazz.demo02" not in [p["id"] for p in body["recommendations"]]
     assert len(body["recommendations"]) == 3 and body["picks_genre"] == "jazz"
     assert body["recommendations"][0]["genre"] == "jazz"   # the other jazz clip, whatever the model hears
