@@ -76,7 +76,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     weights_dir = Path(app.config["WEIGHTS_DIR"])
     library = Library(store, GenreClassifier.load(weights_dir, app.config["RUNTIME"]), weights_dir,
                       features=app.config["FEATURES"], scope=app.config["SCOPE"], min_pick_s=app.config["MIN_PICK_S"])
-    feedback = Feedback(app.config["FEEDBACK_DB"] or Path(app.config["DATA_DIR"]) / FEEDBACK_FILE, app.config["MAX_VOTES"])
+    feedback = Feedback(app.config["FEEDBACK_DB"] or Path(app.config["DATA_DIR"]) / FEEDBACK_FILE,
+                        app.config["MAX_VOTES"])
     uploads = Uploads(app.config["UPLOAD_DIR"], app.config["MAX_UPLOADS"], app.config["MAX_UPLOADS_BYTES"])
     admission = Admission(app.config["MAX_ANALYSES"], app.config["MAX_QUEUED"])
     about = {"tracks": len(store), "genres": {g: len(store.tracks(g)) for g in store.genres},

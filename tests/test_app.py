@@ -461,7 +461,8 @@ def test_a_vote_from_the_plain_form_is_kept_shown_and_replaced_by_a_second(clien
     voted = client.post(f"/results/{result_id}/feedback", data={"pick": pick, "vote": "up"})
     assert voted.status_code == 303 and voted.headers["Location"].endswith(f"#pick-{pick}")
     page = client.get(voted.headers["Location"]).get_data(as_text=True)
-    form = re.search(rf'<li class="pick" id="pick-{re.escape(pick)}">.*?</li>\s*(?=<li class="pick"|</ol>)', page, re.S).group(0)
+    form = re.search(rf'<li class="pick" id="pick-{re.escape(pick)}">.*?</li>\s*(?=<li class="pick"|</ol>)',
+                     page, re.S).group(0)
     assert re.search(r'value="up"\s+aria-pressed="true"', form) and "your vote is kept" in form
     assert page.count('aria-pressed="true"') == 1
     client.post(f"/results/{result_id}/feedback", data={"pick": pick, "vote": "down"})   # a change of mind

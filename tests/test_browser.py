@@ -7,7 +7,6 @@ SOUNDALIKE_DOCS_SCREENSHOT=1 the README's picture, docs/result.png, is written a
 """
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
@@ -252,7 +251,8 @@ def _check_players_and_tab_stops(page) -> None:
     """Each player is one button named for what it plays; Tab from the top meets each once, and the
     header link and the file input have different names."""
     names = page.eval_on_selector_all(".player", "players => players.map(p => [...p.querySelectorAll("
-                                      "'a, button, input, audio[controls], [tabindex]')].map(e => e.getAttribute('aria-label')))")
+                                      "'a, button, input, audio[controls], [tabindex]')]"
+                                      ".map(e => e.getAttribute('aria-label')))")
     assert len(names) == 4 and all(len(n) == 1 for n in names), names
     assert names[0][0].startswith("Play your song, my song.wav")
     ids = page.eval_on_selector_all(".pick-id", "v => v.map(e => e.textContent)")

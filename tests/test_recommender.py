@@ -248,7 +248,8 @@ def test_a_medley_contains_library_tracks_at_their_times_and_is_none_of_them(mix
     assert analysis.match is None
     assert [c.track.id for c in analysis.contains] == [f"{g}.{v}" for g, v in parts]
     for i, contained in enumerate(analysis.contains):
-        assert contained.start_s == pytest.approx(12.0 * i, abs=0.3) and contained.end_s == pytest.approx(12.0 * (i + 1), abs=0.3)
+        assert contained.start_s == pytest.approx(12.0 * i, abs=0.3)
+        assert contained.end_s == pytest.approx(12.0 * (i + 1), abs=0.3)
     assert not {c.track.id for c in analysis.contains} & {r.track.id for r in analysis.recommendations}
     # The whole of one of them is that track, not a medley.
     whole = library.analyse(decode(mixed["audio"] / "pop" / "pop.demo02.flac"))
@@ -264,4 +265,5 @@ def test_percentiles_rank_picks_as_their_distances_do(store, classifier):
         assert picks[0].percentile > 50   # the nearest of 19 others is nearer than most
         for r in picks:
             main = [x for x in r.reasons if x.main]
-            assert len(main) <= 1 and all(x.values["percentile"] >= 75 for x in r.reasons if x.kind in ("notes", "movement"))
+            aspects = [x for x in r.reasons if x.kind in ("notes", "movement")]
+            assert len(main) <= 1 and all(x.values["percentile"] >= 75 for x in aspects)

@@ -44,7 +44,8 @@ def aspects(spaces: Sequence[tuple[str, slice]]) -> list[tuple[str, slice]]:
     out = []
     for name, columns in spaces:
         if name == "chroma":
-            out += [("notes", slice(columns.start, columns.start + 12)), ("movement", slice(columns.start + 12, columns.stop))]
+            middle = columns.start + 12
+            out += [("notes", slice(columns.start, middle)), ("movement", slice(middle, columns.stop))]
         else:
             out.append(("sound", columns))
     return out

@@ -212,9 +212,10 @@ class Library:
             genre=genres[0],
             probabilities={g: float(probs[i]) for g, i in zip(genres, order)},
             match=match,
-            recommendations=[Recommendation(self.tracks[p.index], p.distance, 1.0 / (1.0 + p.distance), pct,
-                                            reasons(self.tracks[p.index].genre, ranked, share, self._keys[p.index], key))
-                             for p, pct, share in zip(picks, percentiles, shares)],
+            recommendations=[
+                Recommendation(self.tracks[p.index], p.distance, 1.0 / (1.0 + p.distance), pct,
+                               reasons(self.tracks[p.index].genre, ranked, share, self._keys[p.index], key))
+                for p, pct, share in zip(picks, percentiles, shares)],
             duration_s=audio.duration_s,
             truncated=audio.truncated,
             excerpt=match is not None and audio.duration_s < 0.9 * match.duration_s,
