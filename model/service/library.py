@@ -120,6 +120,7 @@ class Library:
         self._spaces = [(name, slice(a, b)) for name, a, b in zip(SPACES[features], edges[:-1], edges[1:])]
         self._aspects = aspects(self._spaces)
         self._pickable = np.array([t.duration_s >= min_pick_s for t in self.tracks])
+        self._too_short = [int(r) for r in np.flatnonzero(~self._pickable)]
         self._keys = estimate_keys(self._chroma_means())
         self.warm_up()
 
@@ -198,7 +199,7 @@ class Library:
         order_for_picks = genres if match is None else [match.genre] + [g for g in genres if g != match.genre]
         summary = chroma_summary(chroma.result())
         query = self.scaler.transform(self._blocks(lambda: summary, lambda: embedding))[0]
-        excluded = list(dict.fromkeys(same + inside + [int(r) for r in np.flatnonzero(~self._pickable)]))
+        excluded = list(dict.fromkeys(same + inside + self._too_short))
         picks = self.index.query(query, order_for_picks, exclude=excluded)
         eligible = self._pickable.copy()
         eligible[same + inside] = False
