@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -76,8 +77,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     weights_dir = Path(app.config["WEIGHTS_DIR"])
     library = Library(store, GenreClassifier.load(weights_dir, app.config["RUNTIME"]), weights_dir,
                       features=app.config["FEATURES"], scope=app.config["SCOPE"], min_pick_s=app.config["MIN_PICK_S"])
-    feedback = Feedback(app.config["FEEDBACK_DB"] or Path(app.config["DATA_DIR"]) / FEEDBACK_FILE,
-                        app.config["MAX_VOTES"])
+    feedback_path = Path(app.config["FEEDBACK_DB"] or Path(app.config["DATA_DIR"]) / FEEDBACK_FILE)
+    try:
+        feedback: Feedback | None = Feedback(feedback_path, app.config["MAX_VOTES"])
+    except (sqlite3.Error, OSError) as reason:
+        # A read-only data folder serves everything else; only votes are not taken.
+        app.logger.warning("votes are not kept: %s cannot be written (%s); set SOUNDALIKE_FEEDBACK_DB",
+                           feedback_path, reason)
+        feedback = None
     uploads = Uploads(app.config["UPLOAD_DIR"], app.config["MAX_UPLOADS"], app.config["MAX_UPLOADS_BYTES"])
     admission = Admission(app.config["MAX_ANALYSES"], app.config["MAX_QUEUED"])
     about = {"tracks": len(store), "genres": {g: len(store.tracks(g)) for g in store.genres},
@@ -231,7 +238,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         if result is None:
             return error(404, "This result is no longer kept (only the latest uploads are). Analyse the song again.")
         return render_template("result.html", result=result, result_id=result_id,
-                               votes=feedback.votes_of(result_id))
+                               votes=None if feedback is None else feedback.votes_of(result_id))
+
+    def kept_votes() -> Feedback:
+        if feedback is None:
+            raise BadUpload(503, "This server does not keep votes (its data folder cannot be written). "
+                                 "Tell its operator.")
+        return feedback
 
     def record_vote(result_id: str, pick_id: str, vote: str) -> None:
         result = uploads.result(result_id)
@@ -245,7 +258,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             raise BadUpload(400, f"A vote is {' or '.join(map(repr, VOTES))}, not {vote!r}. Send one of them.")
         main = next((r["kind"] for r in pick.get("reasons", []) if r.get("main")), None)
         genre = result["match"]["genre"] if result.get("match") else result["genre"]
-        feedback.vote(result_id, pick_id, vote, pick.get("rank", result["recommendations"].index(pick) + 1),
+        kept_votes().vote(result_id, pick_id, vote, pick.get("rank", result["recommendations"].index(pick) + 1),
                       pick["genre"], genre, pick.get("percentile"), main)
 
     @app.post("/results/<result_id>/feedback")
@@ -264,11 +277,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.get("/api/feedback/summary")
     def feedback_summary():
-        return jsonify(feedback.summary())
+        return jsonify(kept_votes().summary())
 
     @app.get("/api/feedback/votes.csv")
     def feedback_csv():
-        return Response(feedback.csv(), mimetype="text/csv",
+        return Response(kept_votes().csv(), mimetype="text/csv",
                         headers={"Content-Disposition": "attachment; filename=soundalike-votes.csv"})
 
     @app.post("/api/analyze")

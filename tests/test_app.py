@@ -1,6 +1,7 @@
 """Every route and every bad input, through Flask's test client."""
 import dataclasses
 import io
+import json
 import re
 import threading
 import time
@@ -507,3 +508,28 @@ def test_a_long_medley_lists_the_tracks_in_the_part_searched_and_says_which_part
     assert not set(inside) & {p["id"] for p in body["recommendations"]}
     page = client.get(body["result_url"]).get_data(as_text=True)
     assert re.search(r"found in the part\s+searched, 0:08–0:40:", page)
+
+
+def test_a_data_folder_that_cannot_be_written_serves_all_but_votes(folders, song, tmp_path):
+    (tmp_path / "a file").write_text("not a folder")
+    app = create_app({"DATA_DIR": folders["DATA_DIR"], "UPLOAD_DIR": tmp_path / "uploads", "MIN_PICK_S": 5.0,
+                      "WEIGHTS_DIR": from_env().weights_dir, "FEEDBACK_DB": tmp_path / "a file" / "votes.sqlite3"})
+    client = app.test_client()
+    body = post(client, "/api/analyze", song).get_json()
+    page = client.get(body["result_url"]).get_data(as_text=True)
+    assert len(body["recommendations"]) == 3 and 'class="vote"' not in page
+    refused = client.post("/api/feedback", json={"result_id": body["result_url"].rsplit("/", 1)[1],
+                                                 "pick_id": body["recommendations"][0]["id"], "vote": "up"})
+    assert refused.status_code == 503 and "does not keep votes" in refused.get_json()["error"]
+    assert client.get("/api/feedback/summary").status_code == 503
+
+
+def test_a_result_kept_by_an_earlier_version_still_shows(app, client, folders, song):
+    body = post(client, "/api/analyze", song).get_json()
+    result_id = body["result_url"].rsplit("/", 1)[1]
+    old = {k: body[k] for k in ("genre", "probabilities", "match", "duration_s", "truncated", "filename", "upload_url")}
+    old["recommendations"] = [{k: p[k] for k in ("id", "genre", "distance", "similarity", "duration_s", "why",
+                                                 "audio_url")} for p in body["recommendations"]]
+    (folders["UPLOAD_DIR"] / f"{result_id}.result.json").write_text(json.dumps(old))
+    page = client.get(body["result_url"])
+    assert page.status_code == 200 and body["recommendations"][0]["why"][0] in page.get_data(as_text=True)
