@@ -139,7 +139,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             "match": None if analysis.match is None else {"id": analysis.match.id, "genre": analysis.match.genre},
             "excerpt": analysis.excerpt,
             "contains": [track(c.track, start_s=c.start_s, end_s=c.end_s) for c in analysis.contains],
-            "searched_s": list(analysis.searched_s),
+            "searched_s": [list(span) for span in analysis.searched_s],
             "picks_genre": analysis.picks_genre,
             "key": None if analysis.key is None else analysis.key.name,
             "recommendations": [track(r.track, rank=rank, distance=r.distance, similarity=r.similarity,

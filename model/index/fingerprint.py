@@ -90,10 +90,11 @@ def fingerprint(mel: np.ndarray) -> Fingerprint:
     return Fingerprint(hashes.astype(np.uint32), frames[first].astype(np.int32))
 
 
-def query_prints(y: np.ndarray) -> list[Fingerprint]:
-    """An upload's fingerprints from its 16 kHz samples: of its middle EXCERPT_S (`excerpt_span`, which a
-    full copy shares, and all an analysis decodes of a long upload), at QUERY_PHASES offsets."""
-    y = y[slice(*excerpt_span(len(y)))]
+def query_prints(y: np.ndarray, span: tuple[int, int] | None = None) -> list[Fingerprint]:
+    """An upload's fingerprints from its 16 kHz samples, at QUERY_PHASES offsets: of the samples [start, stop)
+    of `span`, by default its middle EXCERPT_S (`excerpt_span`, which a full copy shares). Frames count
+    from the span's start."""
+    y = y[slice(*(span or excerpt_span(len(y))))]
     return [fingerprint(log_mel(y[k * HOP_LENGTH // QUERY_PHASES:])) for k in range(QUERY_PHASES)]
 
 

@@ -79,7 +79,8 @@ class Analysis:
     contains: list[Contained] = ()          # library tracks inside the upload, by start time (not `match`)
     picks_genre: str | None = None          # the genre the picks were searched in first (scope "genre")
     key: Key | None = None                  # the upload's estimated key (model.index.key)
-    searched_s: tuple[float, float] = (0.0, 0.0)   # the part of the upload the fingerprints (so `contains`) cover
+    searched_s: list[tuple[float, float]] = ()   # the parts of the upload (s) searched for library tracks
+                                                 # (`contains`): all of an upload up to EXCERPT_S
 
 
 class Library:
@@ -157,9 +158,21 @@ class Library:
         patches and the middle excerpt (its chromagram and fingerprints)."""
         return patch_spans(n_samples) + [excerpt_span(n_samples)]
 
-    def _found(self, y: np.ndarray) -> list[Match]:
-        """The library tracks the fingerprints find in the upload (16 kHz samples), best first."""
-        return self.copies.matches(query_prints(y))
+    @staticmethod
+    def searched(n_samples: int) -> list[tuple[int, int]]:
+        """The [start, stop) samples of an upload that are fingerprinted, each alone: its middle excerpt, and
+        the network's patches outside it (decoded anyway): a long upload is searched for library tracks
+        there only."""
+        excerpt = excerpt_span(n_samples)
+        return [excerpt] + [(a, b) for a, b in patch_spans(n_samples) if b <= excerpt[0] or a >= excerpt[1]]
+
+    def _found(self, y: np.ndarray) -> list[tuple[Match, int]]:
+        """The library tracks the fingerprints find in the upload (16 kHz samples), each with the first sample
+        of the span it was found in: the middle excerpt's first, best first, then the others'."""
+        found = []
+        for span in self.searched(len(y)):
+            found += [(m, span[0]) for m in self.copies.matches(query_prints(y, span))]
+        return found
 
     def _copies(self, rows: list[int]) -> list[int]:
         """The rows, and every other library copy of their audio."""
@@ -171,11 +184,12 @@ class Library:
         return (found.coverage >= MIN_COVERAGE
                 and duration_s <= factor * self.tracks[found.row].duration_s + seconds)
 
-    def _placed(self, found: Match, n_samples: int, duration_s: float) -> Contained:
-        # The query's frames count from the start of its fingerprinted excerpt; the library's from the track's start.
-        start = excerpt_span(n_samples)[0] / SAMPLE_RATE - found.offset * HOP_LENGTH / SAMPLE_RATE
+    def _placed(self, found: Match, span_start: int, duration_s: float) -> Contained:
+        # The query's frames count from the start of the span it was found in; the library's from the track's start.
+        start = span_start / SAMPLE_RATE - found.offset * HOP_LENGTH / SAMPLE_RATE
         track = self.tracks[found.row]
-        return Contained(track, round(max(0.0, start), 2), round(min(duration_s, start + track.duration_s), 2))
+        end = min(duration_s, start + track.duration_s)
+        return Contained(track, round(float(max(0.0, start)), 2), round(float(end), 2))
 
     def analyse(self, audio: Audio) -> Analysis:
         y = resample(audio.samples, audio.sample_rate)
@@ -186,13 +200,16 @@ class Library:
         probs, embedding = self.classifier.analyse(y)
         order = np.argsort(-probs, kind="stable")
         genres = [self.classifier.genres[i] for i in order]
-        whole = [f.row for f in found.result() if self._is_whole(f, audio.duration_s)]
+        # Only the middle excerpt's matches can say what the upload is (their coverage is of it).
+        excerpt_start = excerpt_span(len(y))[0]
+        whole = [f.row for f, start in found.result()
+                 if start == excerpt_start and self._is_whole(f, audio.duration_s)]
         same = self._copies(self._by_hash.get(audio.content_hash, [])[:1] + whole)
         inside: list[int] = []   # the rows of tracks inside the upload, and their library copies
         contains = []
-        for f in found.result():
+        for f, start in found.result():
             if f.row not in same and f.row not in inside:   # a repeat of a listed track is not listed again
-                contains.append(self._placed(f, len(y), audio.duration_s))
+                contains.append(self._placed(f, start, audio.duration_s))
                 inside += self._copies([f.row])
         match = self.tracks[same[0]] if same else None
         # A recognised track settles the genre the picks are searched in; the model's guess is still reported.
@@ -223,4 +240,5 @@ class Library:
             contains=sorted(contains, key=lambda c: c.start_s),
             picks_genre=order_for_picks[0] if self.scope == "genre" else None,
             key=key,
-            searched_s=tuple(round(i / SAMPLE_RATE, 2) for i in excerpt_span(len(y))))
+            searched_s=[(round(float(a) / SAMPLE_RATE, 2), round(float(b) / SAMPLE_RATE, 2))
+                        for a, b in self.searched(len(y))])
