@@ -386,6 +386,19 @@ def test_votes_copy_link_and_recent_results_by_keyboard(browser, server, files):
     assert first.locator("button[value=up]").get_attribute("aria-pressed") == "true" and page.url == result_url
     page.reload()   # kept by the server
     assert page.locator(".pick").first.locator("button[value=up]").get_attribute("aria-pressed") == "true"
+    # A player by keyboard: Enter plays, Right seeks 5 s on, Enter pauses; the button says what it will do.
+    page.wait_for_function("document.querySelector('.pick audio').readyState >= 1", timeout=WAIT_MS)
+    play = page.locator(".pick .play").first
+    play.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function("!document.querySelector('.pick audio').paused", timeout=WAIT_MS)
+    assert play.get_attribute("aria-label").startswith("Pause the 1st pick")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('.pick audio').paused", timeout=WAIT_MS)
+    before = page.eval_on_selector(".pick audio", "a => a.currentTime")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(f"document.querySelector('.pick audio').currentTime > {before}", timeout=WAIT_MS)
+    assert play.get_attribute("aria-label").startswith("Play the 1st pick")
     # Copy link, by keyboard.
     page.focus(".copy-link")
     page.keyboard.press("Enter")
