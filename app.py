@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import io
 import logging
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,11 +26,12 @@ from model.atomic import remove_leftovers
 from model.audio.decoding import AudioError, decode
 from model.network.classifier import GenreClassifier
 from model.service.admission import Admission, Busy
+from model.service.feedback import VOTES, Feedback
 from model.service.headers import SECURITY_HEADERS, content_disposition
 from model.service.library import Analysis, Library
 from model.service.playback import BROWSER_TYPES, COPY_SUFFIX, PlaybackLimits, browser_plays, write_copy
 from model.service.server import prepare_process, serve
-from model.service.settings import FORM_OVERHEAD_BYTES, from_env
+from model.service.settings import FEEDBACK_FILE, FORM_OVERHEAD_BYTES, from_env
 from model.service.uploads import Uploads, accept_attribute, audio_extension, format_names
 from model.stores import demo_library
 from model.stores.feature_store import Store
@@ -40,7 +42,14 @@ OPERATOR_HELP = {
                           "(GTZAN as Kaggle or its tarball lay it out, or one sub-folder per genre)",
     "serve_it": "SOUNDALIKE_DATA_DIR=data/music make run",
     "more": "docs/indexing.md, and README.md's 'Configuration'",
+    "feedback": "listeners' votes on picks: /api/feedback/summary (counts), /api/feedback/votes.csv (every vote)",
 }
+# How a genre's name is written for a listener, where capitalising its folder name is not it.
+GENRE_NAMES = {"hiphop": "Hip-hop"}
+
+
+def genre_name(genre: str) -> str:
+    return GENRE_NAMES.get(genre, genre[:1].upper() + genre[1:])
 
 
 class BadUpload(Exception):
@@ -56,7 +65,8 @@ def default_config() -> dict[str, Any]:
             "MAX_UPLOADS_BYTES": int(s.max_uploads_mb * 1024 * 1024),
             "MAX_FILE_BYTES": s.max_file_bytes,
             "MAX_ANALYSES": s.max_analyses, "MAX_QUEUED": s.max_queued, "RUNTIME": s.runtime,
-            "PLAYBACK_MAX_S": s.playback_max_s}
+            "PLAYBACK_MAX_S": s.playback_max_s,
+            "MIN_PICK_S": s.min_pick_s, "FEEDBACK_DB": s.feedback_db, "MAX_VOTES": s.max_votes}
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -69,7 +79,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     store = Store(app.config["DATA_DIR"])
     weights_dir = Path(app.config["WEIGHTS_DIR"])
     library = Library(store, GenreClassifier.load(weights_dir, app.config["RUNTIME"]), weights_dir,
-                      features=app.config["FEATURES"], scope=app.config["SCOPE"])
+                      features=app.config["FEATURES"], scope=app.config["SCOPE"], min_pick_s=app.config["MIN_PICK_S"])
+    feedback_path = Path(app.config["FEEDBACK_DB"] or Path(app.config["DATA_DIR"]) / FEEDBACK_FILE)
+    try:
+        feedback: Feedback | None = Feedback(feedback_path, app.config["MAX_VOTES"])
+    except (sqlite3.Error, OSError) as reason:
+        # A read-only data folder serves everything else; only votes are not taken.
+        app.logger.warning("votes are not kept: %s cannot be written (%s); set SOUNDALIKE_FEEDBACK_DB",
+                           feedback_path, reason)
+        feedback = None
     playback = PlaybackLimits(max_s=app.config["PLAYBACK_MAX_S"])
     uploads = Uploads(app.config["UPLOAD_DIR"], app.config["MAX_UPLOADS"], app.config["MAX_UPLOADS_BYTES"], playback)
     # Playable copies of library files in formats browsers do not play, made on first request.
@@ -79,7 +97,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     admission = Admission(app.config["MAX_ANALYSES"], app.config["MAX_QUEUED"])
     about = {"tracks": len(store), "genres": {g: len(store.tracks(g)) for g in store.genres},
              "demo": demo_library.is_demo(store), "features": library.features, "scope": library.scope,
-             "limit_mb": limit / 1024 / 1024}
+             "limit_mb": limit / 1024 / 1024, "min_pick_s": library.min_pick_s}
     app.logger.setLevel(logging.INFO)
     app.logger.info("Soundalike: %d tracks from %s (%s), features %s, scope %s", about["tracks"], store.root,
                     "demo library" if about["demo"] else "own store", library.features, library.scope)
@@ -119,15 +137,24 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def keep(analysis: Analysis, upload_id: str, filename: str) -> tuple[dict, str]:
         """The analysis as the API answers it, kept beside its upload so that its page has a URL
         of its own: (the answer, the result's id)."""
+        def track(t, **more) -> dict:
+            return {"id": t.id, "genre": t.genre, "duration_s": t.duration_s,
+                    "audio_url": url_for("library_audio", track_id=t.id), **more}
+
         answer = {
             "genre": analysis.genre,
             "probabilities": analysis.probabilities,
-            "recommendations": [{"id": r.track.id, "genre": r.track.genre, "distance": r.distance,
-                                 "similarity": r.similarity, "duration_s": r.track.duration_s,
-                                 "why": list(r.why),
-                                 "audio_url": url_for("library_audio", track_id=r.track.id)}
-                                for r in analysis.recommendations],
             "match": None if analysis.match is None else {"id": analysis.match.id, "genre": analysis.match.genre},
+            "excerpt": analysis.excerpt,
+            "contains": [track(c.track, start_s=c.start_s, end_s=c.end_s) for c in analysis.contains],
+            "searched_s": [list(span) for span in analysis.searched_s],
+            "picks_genre": analysis.picks_genre,
+            "key": None if analysis.key is None else analysis.key.name,
+            "recommendations": [track(r.track, rank=rank, distance=r.distance, similarity=r.similarity,
+                                      percentile=round(r.percentile, 1), why=list(r.why),
+                                      reasons=[reason.as_dict() for reason in r.reasons])
+                                for rank, r in enumerate(analysis.recommendations, 1)],
+            "min_pick_s": library.min_pick_s,
             "duration_s": analysis.duration_s,
             "truncated": analysis.truncated,
             "unsure": analysis.unsure_reason is not None,
@@ -184,7 +211,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     @app.context_processor
     def page_context() -> dict[str, Any]:
         return {"about": about, "formats": format_names(), "accept": accept_attribute(),
-                "limit_bytes": limit}
+                "limit_bytes": limit, "genre_name": genre_name}
 
     @app.errorhandler(BadUpload)
     def bad_upload(e: BadUpload):
@@ -230,7 +257,52 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         result = uploads.result(result_id)
         if result is None:
             return error(404, "This result is no longer kept (only the latest uploads are). Analyse the song again.")
-        return render_template("result.html", result=result)
+        return render_template("result.html", result=result, result_id=result_id,
+                               votes=None if feedback is None else feedback.votes_of(result_id))
+
+    def kept_votes() -> Feedback:
+        if feedback is None:
+            raise BadUpload(503, "This server does not keep votes (its data folder cannot be written). "
+                                 "Tell its operator.")
+        return feedback
+
+    def record_vote(result_id: str, pick_id: str, vote: str) -> None:
+        result = uploads.result(result_id)
+        if result is None:
+            raise BadUpload(404, "This result is no longer kept (only the latest uploads are): its picks "
+                                 "cannot be voted on.")
+        pick = next((p for p in result["recommendations"] if p["id"] == pick_id), None)
+        if pick is None:
+            raise BadUpload(400, f"{pick_id!r} is not one of this result's picks. Vote on a pick of the result.")
+        if vote not in VOTES:
+            raise BadUpload(400, f"A vote is {' or '.join(map(repr, VOTES))}, not {vote!r}. Send one of them.")
+        main = next((r["kind"] for r in pick.get("reasons", []) if r.get("main")), None)
+        genre = result["match"]["genre"] if result.get("match") else result["genre"]
+        kept_votes().vote(result_id, pick_id, vote, pick.get("rank", result["recommendations"].index(pick) + 1),
+                      pick["genre"], genre, pick.get("percentile"), main)
+
+    @app.post("/results/<result_id>/feedback")
+    def vote_page(result_id: str):
+        # A plain form: works without JavaScript, then back to the pick that was voted on.
+        record_vote(result_id, request.form.get("pick", ""), request.form.get("vote", ""))
+        return redirect(url_for("result_page", result_id=result_id, voted=request.form.get("pick")) +
+                        f"#pick-{request.form.get('pick')}", 303)
+
+    @app.post("/api/feedback")
+    def vote_api():
+        body = request.get_json(silent=True) or request.form
+        result_id, pick_id, vote = (str(body.get(k, "")) for k in ("result_id", "pick_id", "vote"))
+        record_vote(result_id, pick_id, vote)
+        return jsonify(result_id=result_id, pick_id=pick_id, vote=vote)
+
+    @app.get("/api/feedback/summary")
+    def feedback_summary():
+        return jsonify(kept_votes().summary())
+
+    @app.get("/api/feedback/votes.csv")
+    def feedback_csv():
+        return Response(kept_votes().csv(), mimetype="text/csv",
+                        headers={"Content-Disposition": "attachment; filename=soundalike-votes.csv"})
 
     @app.post("/api/analyze")
     def analyse_api():

@@ -18,6 +18,7 @@ DEFAULT_UPLOAD_DIR = ROOT / "input_data"
 # Room for a multipart request's own bytes (boundaries, part headers, a short field or two) beyond
 # the file itself, so that a file of exactly the size limit is accepted.
 FORM_OVERHEAD_BYTES = 64 * 1024
+FEEDBACK_FILE = "feedback.sqlite3"   # in the data folder, unless SOUNDALIKE_FEEDBACK_DB names another file
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class Settings:
     runtime: str             # what runs the network: onnx (ONNX Runtime, CPU) | keras (TensorFlow: GPU hosts)
     playback_max_s: float    # seconds of an upload's playable copy (formats browsers do not play)
     body_budget_mb: float    # request bodies being received, all together; beyond, 503 with Retry-After
+    min_pick_s: float        # library tracks shorter than this (seconds) are never picks: picks are songs
+    feedback_db: Path | None # listeners' votes on picks (SQLite); None: FEEDBACK_FILE in the data folder
+    max_votes: int           # votes kept; beyond, the oldest are deleted
 
     @property
     def max_file_bytes(self) -> int:
@@ -73,4 +77,7 @@ def from_env(env: Mapping[str, str] = os.environ) -> Settings:
         runtime=get("RUNTIME", "onnx"),
         playback_max_s=float(get("PLAYBACK_MAX_S", str(MAX_DURATION_S))),
         body_budget_mb=float(get("BODY_BUDGET_MB", "1024")),
+        min_pick_s=float(get("MIN_PICK_S", "10")),
+        feedback_db=Path(get("FEEDBACK_DB", "")) if get("FEEDBACK_DB", "") else None,
+        max_votes=int(get("MAX_VOTES", "100000")),
     )
