@@ -103,6 +103,19 @@ class Watched:
         self.context.close()
 
 
+def wait_for(page, condition: str, timeout_ms: int = WAIT_MS) -> None:
+    """Wait until the JavaScript expression `condition` holds in the page.
+
+    Playwright's wait_for_function polls with eval(), which the pages' Content-Security-Policy
+    (script-src 'self') forbids: it passes only when the condition already holds at the first look.
+    This loop is sent as a function, which the policy allows, and looks again every 20 ms."""
+    held = page.evaluate(
+        "async ms => { const end = performance.now() + ms;"
+        f" while (!({condition})) {{ if (performance.now() > end) return false;"
+        " await new Promise(r => setTimeout(r, 20)); } return true; }", timeout_ms)
+    assert held, f"still false after {timeout_ms / 1000:.0f} s: {condition}"
+
+
 def send(page, path: Path) -> None:
     """Choose `path` in the page's form and send it, as a person does."""
     page.set_input_files("#file", str(path))
@@ -121,7 +134,7 @@ def test_the_pages_run_no_inline_script(browser, server):
     assert "script-src 'self'" in response.headers["content-security-policy"]
     watched.page.evaluate("() => { const s = document.createElement('script'); s.textContent = 'window.injected = 1';"
                           " document.body.append(s); }")
-    watched.page.wait_for_function("window.reportViolation !== undefined")
+    wait_for(watched.page, "window.reportViolation !== undefined")
     assert watched.page.evaluate("window.injected") is None
     while not watched.violations:   # the report comes back through Playwright while the test waits
         watched.page.wait_for_timeout(50)
@@ -145,7 +158,7 @@ def test_the_listeners_path_through_both_pages(browser, server, files, size):
     page.route(server.base + "/", lambda route: held.append(route) if route.request.method == "POST"
                else route.continue_())
     send(page, files / "my song.wav")
-    page.wait_for_function("document.querySelector('form.upload button').disabled", timeout=WAIT_MS)
+    wait_for(page, "document.querySelector('form.upload button').disabled")
     assert re.match(r"(Uploading|Analysing)", page.inner_text("form.upload button"))
     assert page.is_visible("form.upload progress") and "my song.wav" in page.inner_text("form.upload .status")
     while not held:   # Playwright runs the route's handler while the test waits
@@ -160,7 +173,7 @@ def test_the_listeners_path_through_both_pages(browser, server, files, size):
     heading = page.inner_text("h1")
     assert heading.startswith("Sounds like")
     assert page.evaluate("document.activeElement.id") == "answer"
-    page.wait_for_function("[...document.querySelectorAll('audio')].every(a => a.readyState >= 1)", timeout=WAIT_MS)
+    wait_for(page, "[...document.querySelectorAll('audio')].every(a => a.readyState >= 1)")
     durations = page.eval_on_selector_all(".pick audio", "players => players.map(a => a.duration)")
     # Songs only: the 2 s snippets are never picks.
     assert len(durations) == 3 and all(3.5 < d < 4.5 for d in durations), durations
@@ -324,7 +337,7 @@ def test_errors_name_the_file_and_keep_it_chosen(browser, server, files):
     assert watched.posts() == 0
     # Not audio: the server's sentence, naming the file and the formats; the file stays chosen.
     send(page, files / "notes.mp3")
-    page.wait_for_function("document.getElementById('message').textContent.includes('notes.mp3')", timeout=WAIT_MS)
+    wait_for(page, "document.getElementById('message').textContent.includes('notes.mp3')")
     text = message.inner_text()
     assert text.startswith("The file “notes.mp3” is not an audio file") and format_names() in text
     assert page.eval_on_selector("#file", "input => input.files.length") == 1
@@ -403,28 +416,31 @@ def test_votes_copy_link_and_recent_results_by_keyboard(browser, server, files):
     first = page.locator(".pick").first
     first.locator("button[value=up]").focus()
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelector('.pick .vote-status').textContent.includes('kept')",
-                           timeout=WAIT_MS)
+    wait_for(page, "document.querySelector('.pick .vote-status').textContent.includes('kept')")
     assert first.locator("button[value=up]").get_attribute("aria-pressed") == "true" and page.url == result_url
     page.reload()   # kept by the server
     assert page.locator(".pick").first.locator("button[value=up]").get_attribute("aria-pressed") == "true"
     # A player by keyboard: Enter plays, Right seeks 5 s on, Enter pauses; the button says what it will do.
-    page.wait_for_function("document.querySelector('.pick audio').readyState >= 1", timeout=WAIT_MS)
+    wait_for(page, "document.querySelector('.pick audio').readyState >= 1")
     play = page.locator(".pick .play").first
     play.focus()
     page.keyboard.press("Enter")
-    page.wait_for_function("!document.querySelector('.pick audio').paused", timeout=WAIT_MS)
-    assert play.get_attribute("aria-label").startswith("Pause the 1st pick")
+    # The label follows the media element's play/pause events, which come a task after `paused`
+    # changes: wait for what the listener is told, not for the element's flag.
+    label = "document.querySelector('.pick .play').getAttribute('aria-label').startsWith('{}')"
+    wait_for(page, label.format("Pause the 1st pick"))
+    assert not page.eval_on_selector(".pick audio", "a => a.paused")
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelector('.pick audio').paused", timeout=WAIT_MS)
+    wait_for(page, label.format("Play the 1st pick"))
+    assert page.eval_on_selector(".pick audio", "a => a.paused")
     before = page.eval_on_selector(".pick audio", "a => a.currentTime")
     page.keyboard.press("ArrowRight")
-    page.wait_for_function(f"document.querySelector('.pick audio').currentTime > {before}", timeout=WAIT_MS)
+    wait_for(page, f"document.querySelector('.pick audio').currentTime > {before}")
     assert play.get_attribute("aria-label").startswith("Play the 1st pick")
     # Copy link, by keyboard.
     page.focus(".copy-link")
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelector('.copy-status').textContent.includes('copied')", timeout=WAIT_MS)
+    wait_for(page, "document.querySelector('.copy-status').textContent.includes('copied')")
     assert page.evaluate("navigator.clipboard.readText()") == result_url
     # The recent results, on the first page: a link back to this one, followed by keyboard.
     page.goto(server.base + "/")
@@ -447,7 +463,7 @@ def test_an_m4a_from_a_phone_is_analysed_and_played(browser, server, files):
     page.goto(server.base + "/")
     send(page, files / "voice memo.m4a")
     page.wait_for_url(re.compile(r".*/results/[0-9a-f]{32}$"), timeout=WAIT_MS)
-    page.wait_for_function("document.querySelector('.yours audio').readyState >= 1", timeout=WAIT_MS)
+    wait_for(page, "document.querySelector('.yours audio').readyState >= 1")
     assert 5.5 < page.eval_on_selector(".yours audio", "a => a.duration") < 6.5
     assert "voice memo.m4a" in page.inner_text(".yours")
     watched.check_clean()
