@@ -20,22 +20,28 @@ from werkzeug.exceptions import HTTPException
 
 from model.audio.av_decode import EXTENSIONS as AV_EXTENSIONS, AvFile
 from model.audio.decoding import AudioError, decode
+from model.audio.tags import read_tags
 from model.network.classifier import GenreClassifier
 from model.service.admission import Admission, Busy
 from model.service.library import Analysis, Library
+from model.service.playlists import MIMETYPE as M3U_MIMETYPE, m3u8
 from model.service.settings import FORM_OVERHEAD_BYTES, from_env
 from model.service.uploads import Uploads, accept_attribute, audio_extension, format_names
 from model.stores.demo_library import is_demo
-from model.stores.feature_store import Store
+from model.stores.feature_store import Store, Track
+from model.stores.naming import describe, display_name
 
 # What browsers play as it is; a library or upload file in another format is sent as WAV.
 BROWSER_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg",
                  ".opus": "audio/ogg", ".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".mp4": "audio/mp4",
                  ".aac": "audio/aac", ".webm": "audio/webm"}
+# "More like this" playlists: how many tracks unless asked (?n=), and the most.
+PLAYLIST_N, PLAYLIST_MAX = 20, 200
 # For operators, in /api/health (the page shows listeners only what they need).
 OPERATOR_HELP = {
     "index_a_collection": "python preprocess.py /path/to/music --data data/music "
-                          "(GTZAN as Kaggle or its tarball lay it out, or one sub-folder per genre)",
+                          "(GTZAN as Kaggle or its tarball lay it out, one sub-folder per genre, or a tagged "
+                          "Artist/Album library: docs/own-music.md)",
     "serve_it": "SOUNDALIKE_DATA_DIR=data/music make run",
     "more": "README.md: 'Index a collection' and 'Configuration'",
 }
@@ -79,8 +85,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def wants_json() -> bool:
         return request.path.startswith("/api/")
 
-    def receive() -> tuple[Analysis, str, str]:
-        """Check, keep and analyse the posted file: (analysis, upload id, the sender's file name)."""
+    def receive() -> tuple[Analysis, str, str, dict]:
+        """Check, keep and analyse the posted file: (analysis, upload id, the sender's file name, its tags)."""
         file = request.files.get("file")
         if file is None:
             raise BadUpload(400, "No file was sent. Post it as the multipart field 'file'.")
@@ -106,25 +112,45 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                 raise BadUpload(422, f"{the_file} cannot be analysed: {error}. "
                                      "Choose another song, or another copy of this one.") from None
             upload_id = uploads.save(data, extension)
-            return library.analyse(audio), upload_id, name
+            tags = read_tags(io.BytesIO(data))
+            return library.analyse(audio), upload_id, name, {"title": tags.title, "artist": tags.artist,
+                                                             "album": tags.album, "year": tags.year}
 
-    def keep(analysis: Analysis, upload_id: str, filename: str) -> tuple[dict, str]:
+    def library_track(track: Track) -> dict:
+        """A library track as the API and the page name it, with its player's and its playlist's URLs."""
+        return {**describe(track), "audio_url": url_for("library_audio", track_id=track.id),
+                "playlist_url": url_for("similar_playlist", track_id=track.id)}
+
+    def keep(analysis: Analysis, upload_id: str, filename: str, tags: dict) -> tuple[dict, str]:
         """The analysis as the API answers it, kept beside its upload so that its page has a URL
         of its own: (the answer, the result's id)."""
         answer = {
             "genre": analysis.genre,
             "probabilities": analysis.probabilities,
-            "recommendations": [{"id": r.track.id, "genre": r.track.genre, "distance": r.distance,
-                                 "similarity": r.similarity, "duration_s": r.track.duration_s,
-                                 "why": list(r.why),
-                                 "audio_url": url_for("library_audio", track_id=r.track.id)}
-                                for r in analysis.recommendations],
-            "match": None if analysis.match is None else {"id": analysis.match.id, "genre": analysis.match.genre},
+            "recommendations": [{**library_track(r.track), "distance": r.distance, "similarity": r.similarity,
+                                 "why": list(r.why)} for r in analysis.recommendations],
+            "match": None if analysis.match is None else library_track(analysis.match),
             "duration_s": analysis.duration_s,
             "truncated": analysis.truncated,
             "filename": filename,
+            # The upload's own tags; its name on the page: "Artist – Title", else the file's name.
+            "tags": tags,
+            "name": (f"{tags['artist']} – {tags['title']}" if tags["artist"] else tags["title"]) if tags["title"]
+            else filename,
             "upload_url": url_for("upload_audio", upload_id=upload_id)}
         return answer, uploads.save_result(upload_id, answer)
+
+    def playlist_length() -> int:
+        n = request.args.get("n", str(PLAYLIST_N))
+        if not n.isdigit() or not 1 <= int(n) <= PLAYLIST_MAX:
+            raise BadUpload(400, f"n is how many tracks the playlist holds: a whole number from 1 to {PLAYLIST_MAX}.")
+        return int(n)
+
+    def seed(track_id: str) -> Track:
+        row = library.row(track_id)
+        if row is None:
+            raise BadUpload(404, f"There is no library track {track_id!r}.")
+        return library.tracks[row]
 
     def send_audio(path: Path) -> Response:
         if path.suffix.lower() in BROWSER_TYPES:
@@ -216,6 +242,34 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def analyse_api():
         answer, result_id = keep(*receive())
         return jsonify(**answer, result_url=url_for("result_page", result_id=result_id))
+
+    @app.get("/api/similar/<track_id>")
+    def similar(track_id: str):
+        """"More like this": the n library tracks nearest a library track, by the picks' rules."""
+        track, n = seed(track_id), playlist_length()
+        return jsonify(track=library_track(track),
+                       similar=[{**library_track(r.track), "distance": r.distance, "similarity": r.similarity,
+                                 "why": list(r.why)} for r in library.similar(track_id, n)],
+                       playlist_url=url_for("similar_playlist", track_id=track_id, n=n))
+
+    @app.get("/api/similar/<track_id>/playlist.m3u8")
+    def similar_playlist(track_id: str):
+        """The seed and its n nearest as an M3U playlist: URLs of this service's audio, or with
+        ?paths=relative paths relative to the collection (to save beside it)."""
+        track, n = seed(track_id), playlist_length()
+        paths = request.args.get("paths", "urls")
+        if paths not in ("urls", "relative"):
+            raise BadUpload(400, "paths is 'urls' (this service's audio) or 'relative' (paths in the collection).")
+        tracks = [track] + [r.track for r in library.similar(track_id, n)]
+
+        def location(t: Track) -> str:
+            if paths == "relative":
+                return t.path or t.source   # a row stored before paths were is named by its absolute path
+            return url_for("library_audio", track_id=t.id, _external=True)
+
+        body = m3u8(f"More like {display_name(track)}", tracks, location)
+        return Response(body, content_type=f"{M3U_MIMETYPE}; charset=utf-8", headers={
+            "Content-Disposition": 'attachment; filename="more-like-this.m3u8"'})
 
     @app.get("/api/health")
     def health():

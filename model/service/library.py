@@ -70,6 +70,7 @@ class Library:
         self._by_hash: dict[str, list[int]] = {}
         for row, track in enumerate(self.tracks):
             self._by_hash.setdefault(track.content_hash, []).append(row)
+        self._row_of = {track.id: row for row, track in enumerate(self.tracks)}
         # Each track's chroma summary and fingerprint are columns of the store's rows: no features file is read.
         self.copies = FingerprintIndex().fit(store.fingerprints(self.tracks))
         # The index saved beside the store (python -m model.index.build) if it was built for these tracks and settings.
@@ -86,7 +87,16 @@ class Library:
         self.warm_up()
 
     def _embeddings(self, weights_dir: Path) -> np.ndarray:
-        # The mean over the same patches that `GenreClassifier.analyse` looks at in a request.
+        # Stored by preprocess.py with each track (the mean over the patches `GenreClassifier.analyse` looks
+        # at in a request), where every row holds one computed with these weights' backbone.
+        backbone = file_digest(weights_dir / BACKBONE_FILE)
+        stored = self.store.vectors(self.tracks, "embedding")
+        if all(e is not None and t.network.split("-")[0] == backbone for e, t in zip(stored, self.tracks)):
+            return np.array(stored)
+        if not self.store.keeps_mel:
+            raise StoreError(f"the store at {self.store.root} holds no embedding of these weights for some tracks, "
+                             "and no log-mels to compute them from: re-run preprocess.py on the collection (it "
+                             "analyses again what it must)")
         per_track = patch_embeddings(self.store, self.tracks, lambda batch: self.classifier.analyse_patches(batch)[1],
                                      file_digest(weights_dir / BACKBONE_FILE), MAX_PATCHES,
                                      loop=self.classifier.head_input.loop_short)
@@ -114,6 +124,29 @@ class Library:
         every other library copy of those tracks' audio."""
         rows = self.copies.query(query_prints(y))
         return list(dict.fromkeys(r for row in rows for r in [row, *self._by_hash[self.tracks[row].content_hash]]))
+
+    def row(self, track_id: str) -> int | None:
+        """The library row of the track `track_id`, or None."""
+        return self._row_of.get(track_id)
+
+    def similar(self, track_id: str, n: int) -> list[Recommendation]:
+        """"More like this": the `n` library tracks nearest the library track `track_id`, by the picks' rules
+        (its genre searched first, then the genres the classifier found next most likely for it; never
+        a copy of the same audio)."""
+        row = self._row_of[track_id]
+        track = self.tracks[row]
+        probabilities = self.store.vectors([track], "probabilities")[0]
+        order = [track.genre] + ([] if probabilities is None else
+                                 [self.classifier.genres[i] for i in np.argsort(-probabilities, kind="stable")])
+        genres = list(dict.fromkeys(order))
+        same = self._by_hash[track.content_hash]
+        x = self.index.X_[row].astype(np.float64)
+        picks = self.index.query(x, genres, exclude=same, k=n)
+        why = reasons(x, self.index.X_, self._spaces, [p.index for p in picks],
+                      [self.tracks[p.index].genre for p in picks], genres if self.scope == "genre" else genres[:1],
+                      exclude=same)
+        return [Recommendation(self.tracks[p.index], p.distance, 1.0 / (1.0 + p.distance), w)
+                for p, w in zip(picks, why)]
 
     def analyse(self, audio: Audio) -> Analysis:
         y = resample(audio.samples, audio.sample_rate)

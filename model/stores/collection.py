@@ -92,8 +92,8 @@ def track_ids(relatives: list[str], known: Mapping[str, str] | None = None) -> d
     """Ids for paths relative to a collection ('/'-separated, with their extension): readable, URL-safe,
     every script kept, unique, and at most MAX_ID_BYTES.
 
-    A file's id is its name without extension (GTZAN's `blues.00012`) where no other file has that name;
-    else its whole relative path (`Delta_Ray~Night_Songs~01_Intro`); a clash left (names that differ only
+    A file's id is its name without extension (GTZAN's `blues.00012`) where no other file has that name
+    (or the others are in deeper folders); else its whole relative path (`Delta_Ray~Night_Songs~01_Intro`); a clash left (names that differ only
     in punctuation or case) gets a hash of the path. `known` maps paths to the ids a store already gave
     them: those are kept, and no new id takes one of them."""
     known = dict(known or {})
@@ -101,11 +101,13 @@ def track_ids(relatives: list[str], known: Mapping[str, str] | None = None) -> d
     taken = {i.casefold() for i in known.values()}
     new = [r for r in relatives if r not in ids]
     stems = [_fit(_slug(Path(r).stem), r) for r in new]
-    counts: dict[str, int] = {}
-    for stem in stems:
-        counts[stem.casefold()] = counts.get(stem.casefold(), 0) + 1
+    # Of the files sharing a name, the one nearest the top keeps it (a GTZAN clip beside a nested copy).
+    depths: dict[str, list[int]] = {}
+    for relative, stem in zip(new, stems):
+        depths.setdefault(stem.casefold(), []).append(relative.count("/"))
     for relative, stem in sorted(zip(new, stems)):
-        if counts[stem.casefold()] == 1 and stem.casefold() not in taken:
+        shared = depths[stem.casefold()]
+        if relative.count("/") == min(shared) and shared.count(min(shared)) == 1 and stem.casefold() not in taken:
             candidate = stem
         else:
             parts = [_slug(p) for p in Path(relative).with_suffix("").parts]
