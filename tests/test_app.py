@@ -167,7 +167,8 @@ def test_a_long_song_is_analysed_from_its_spans_as_from_all_of_it(client, monkey
 def test_an_upload_of_a_library_track_is_named_and_not_picked(client, folders):
     flac = (folders["AUDIO"] / "jazz" / "jazz.demo02.flac").read_bytes()
     body = post(client, "/api/analyze", flac, name="whatever.flac").get_json()
-    assert body["match"] == {"id": "jazz.demo02", "genre": "jazz"}
+    assert {k: body["match"][k] for k in ("id", "genre", "title", "artist")} == {
+        "id": "jazz.demo02", "genre": "jazz", "title": "jazz.demo02", "artist": ""}   # untagged: its file name
     assert "jazz.demo02" not in [p["id"] for p in body["recommendations"]]
     assert len(body["recommendations"]) == 3
     page = post(client, "/", flac, name="whatever.flac").get_data(as_text=True)
@@ -191,7 +192,7 @@ def test_the_result_page(client, song):
     # The heading is the answer, with the same percentage as its bar.
     heading = re.search(r"<h1.*?</h1>", html, re.S).group(0)
     assert bars[0][0] in heading and f"{bars[0][1]} %" in heading
-    picks = re.findall(r'<span class="pick-id">([\w.-]+)</span>.*?Similarity <strong>(\d+)</strong>/100.*?'
+    picks = re.findall(r'<span class="pick-id"><span class="pick-title">([\w.-]+)</span></span>.*?Similarity <strong>(\d+)</strong>/100.*?'
                        r'<span class="pick-len">.*?([0-9]+:[0-9]{2})</span>.*?'
                        r'<audio controls preload="metadata" src="([^"]+)" aria-label="Play ([^"]+)"', html, re.S)
     assert len(picks) == 3 and all(src == f"/audio/{pick}" and label.startswith(pick)

@@ -264,3 +264,122 @@ def test_gtzan_clips_are_named_by_sturms_index():
     untitled = describe(Track("blues.00004", "blues", "/g/blues/blues.00004.wav", 30.0, "h"))
     assert (untitled["artist"], untitled["title"]) == ("John Lee Hooker", "blues.00004")
     assert describe(Track("my.song", "pop", "/m/my.song.wav", 30.0, "h"))["title"] == "my.song"
+
+
+@pytest.fixture(scope="module")
+def client(built, library, tmp_path_factory):
+    from app import create_app
+    from model.service.settings import from_env
+
+    data, _ = built
+    # A GTZAN clip without tags in the same library: named by Sturm's index.
+    gtzan = tmp_path_factory.mktemp("gtzan") / "g"
+    write_audio(gtzan / "blues" / "blues.00000.flac", tone(SECONDS, seed=55), 22050)
+    ingest(gtzan, data, workers=1, progress=False)
+    app = create_app({"DATA_DIR": data, "UPLOAD_DIR": tmp_path_factory.mktemp("uploads"),
+                      "WEIGHTS_DIR": from_env().weights_dir})
+    return app.test_client()
+
+
+def _id_of(client, relative: str) -> str:
+    from model.stores.collection import track_ids
+
+    return track_ids([r for r, _, _ in LIBRARY], None)[relative]
+
+
+def test_api_similar_names_tracks_by_title_and_artist(client):
+    seed_id = _id_of(client, "Delta Ray/Night Songs/01 Intro.mp3")
+    response = client.get(f"/api/similar/{urllib.parse.quote(seed_id)}?n=5")
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["track"]["title"] == "Intro" and body["track"]["artist"] == "Delta Ray"
+    similar = body["similar"]
+    assert len(similar) == 5 and seed_id not in [s["id"] for s in similar]
+    distances = [s["distance"] for s in similar]
+    # The picks' rules: the seed's genre first (nearest first within it), then the next genres.
+    genres = [s["genre"] for s in similar]
+    same = [d for d, g in zip(distances, genres) if g == body["track"]["genre"]]
+    assert same == sorted(same) and genres[:len(same)] == [body["track"]["genre"]] * len(same)
+    for s in similar:
+        assert s["title"] and "name" in s and client.get(s["audio_url"]).status_code == 200
+    everything = client.get(f"/api/similar/{urllib.parse.quote(seed_id)}?n=200").get_json()["similar"]
+    assert len(everything) == len(LIBRARY)    # all others: the library's tracks and the GTZAN clip
+    named = [s for s in everything if s["id"] == "blues.00000"][0]
+    assert (named["artist"], named["title"]) == ("John Lee Hooker", "One Bourbon, One Scotch And One Beer")
+    non_latin = client.get("/api/similar/" + urllib.parse.quote("日本の歌") + "?n=2")
+    assert non_latin.status_code == 200 and non_latin.get_json()["track"]["title"] == "日本の歌"
+
+
+@pytest.mark.parametrize("query, status", [("?n=0", 400), ("?n=abc", 400), ("?n=100000", 400), ("", 200)])
+def test_api_similar_refuses_a_bad_n(client, query, status):
+    response = client.get(f"/api/similar/02_Night_Train{query}")
+    assert response.status_code == status and (status == 200 or "whole number" in response.get_json()["error"])
+
+
+def test_api_similar_of_an_unknown_track_is_404(client):
+    response = client.get("/api/similar/no-such-track")
+    assert response.status_code == 404 and "no library track" in response.get_json()["error"]
+
+
+def _parse_m3u8(text: str) -> list[tuple[int, str, str]]:
+    """(seconds, title, location) of each entry; fails on anything an extended M3U may not hold."""
+    lines = text.split("\n")
+    assert lines[0] == "#EXTM3U" and text.endswith("\n") and "\r" not in text
+    lines = lines[1:-1]
+    entries, pending = [], None
+    for line in lines:
+        assert line.strip() == line and line, f"blank or padded line: {line!r}"
+        if line.startswith("#EXTINF:"):
+            assert pending is None, "two #EXTINF lines in a row"
+            match = re.fullmatch(r"#EXTINF:(-?\d+),(.+)", line)
+            assert match, line
+            pending = (int(match.group(1)), match.group(2))
+        elif line.startswith("#"):
+            assert line.startswith("#PLAYLIST:"), line
+        else:
+            assert pending is not None, f"an entry without #EXTINF: {line!r}"
+            entries.append((*pending, line))
+            pending = None
+    assert pending is None
+    return entries
+
+
+def test_the_m3u8_playlist_opens_in_a_player(client, library):
+    seed_id = _id_of(client, "Iron Pyre/Ash/01 Intro.m4a")
+    url = f"/api/similar/{urllib.parse.quote(seed_id)}/playlist.m3u8?n=4"
+    response = client.get(url)
+    assert response.status_code == 200 and response.mimetype == "audio/x-mpegurl"
+    assert response.mimetype_params["charset"] == "utf-8" and "attachment" in response.headers["Content-Disposition"]
+    entries = _parse_m3u8(response.get_data(as_text=True))
+    assert len(entries) == 5 and entries[0][1] == "Iron Pyre – Intro"   # the seed first, then 4 like it
+    assert all(abs(seconds - SECONDS) <= 1 for seconds, _, _ in entries)
+    for _, _, location in entries:
+        parsed = urllib.parse.urlsplit(location)
+        assert parsed.scheme == "http" and client.get(parsed.path).status_code == 200
+    relative = _parse_m3u8(client.get(url + "&paths=relative").get_data(as_text=True))
+    # Paths relative to each track's collection (the GTZAN clip's is another folder): '/'-separated.
+    assert all(not location.startswith("/") for _, _, location in relative)
+    assert relative[0][2] == "Iron Pyre/Ash/01 Intro.m4a" and (library / relative[0][2]).is_file()
+    assert [(s, t) for s, t, _ in relative] == [(s, t) for s, t, _ in entries]
+    assert client.get(url + "&paths=absolute").status_code == 400
+
+
+def test_the_page_and_the_api_name_picks_the_copy_and_the_upload_by_tags(client, library, tmp_path):
+    import io
+
+    path = library / "Delta Ray" / "Night Songs" / "02 Night Train.mp3"
+    copy_path = retag(path, tmp_path / "upload.mp3", {"title": "My Upload", "artist": "Me"})
+    data = copy_path.read_bytes()
+    body = client.post("/api/analyze", data={"file": (io.BytesIO(data), "x.mp3")},
+                       content_type="multipart/form-data").get_json()
+    assert body["tags"]["title"] == "My Upload" and body["name"] == "Me – My Upload"
+    assert body["match"]["title"] == "Night Train" and body["match"]["artist"] == "Delta Ray"
+    assert all(p["title"] and "artist" in p and p["playlist_url"].startswith("/api/similar/")
+               for p in body["recommendations"])
+    page = client.post("/", data={"file": (io.BytesIO(data), "x.mp3")}, content_type="multipart/form-data",
+                       follow_redirects=True).get_data(as_text=True)
+    assert "Your song: Me – My Upload" in page
+    assert "This is <strong>Night Train</strong> by <strong>Delta Ray</strong>" in page
+    assert page.count('class="playlist"') == 4   # one per pick, one for the copy
+    for pick in body["recommendations"]:
+        assert f'<span class="pick-title">{pick["title"]}</span>' in page

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 
@@ -43,11 +44,11 @@ def _number(value: str, low: int, high: int) -> int | None:
     return number if number is not None and low <= number <= high else None
 
 
-def read_tags(path: Path | str) -> Tags:
-    """The tags of the file at `path`; empty Tags where it has none or FFmpeg cannot open it (the
-    audio is decoded, and refused with its reason, elsewhere)."""
+def read_tags(source: Path | str | BinaryIO) -> Tags:
+    """The tags of a file (a path, or a binary file object such as an upload's bytes); empty Tags where it
+    has none or FFmpeg cannot open it (the audio is decoded, and refused with its reason, elsewhere)."""
     try:
-        with av.open(str(path), metadata_errors="ignore") as container:
+        with av.open(source if hasattr(source, "read") else str(source), metadata_errors="ignore") as container:
             found: dict[str, str] = {}
             # Ogg and Opus keep their comments on the stream, the other containers on the file.
             for metadata in [container.metadata, *(s.metadata for s in container.streams.audio[:1])]:

@@ -308,15 +308,18 @@ class Store:
     def _columns(self, converts: dict[str, Callable[[pa.ChunkedArray], list]], tracks: list[Track]) -> list[list]:
         """Columns' values for `tracks`, in their order, read in one pass over the shards: one list per
         column of `converts`, which maps each column's name to how a shard's column becomes a list."""
-        by_id: dict[tuple[str, str, int], list] = {}
+        # A track's row in its genre is the latest there (an older one is of a file since changed).
+        by_id: dict[tuple[str, str], tuple[int, list]] = {}
         for genre in sorted({t.genre for t in tracks}):
             for part in self._read(genre, ["id", "written_ns", *converts]):
                 values = [convert(part.column(name)) for name, convert in converts.items()]
                 written = part.column("written_ns").to_pylist()
                 for track_id, written_ns, *row in zip(part.column("id").to_pylist(), written, *values):
-                    by_id.setdefault((genre, track_id, written_ns or 0), row)
+                    key = (genre, track_id)
+                    if key not in by_id or (written_ns or 0) > by_id[key][0]:
+                        by_id[key] = (written_ns or 0, row)
         try:
-            rows = [by_id[(t.genre, t.id, t.written_ns)] for t in tracks]
+            rows = [by_id[(t.genre, t.id)][1] for t in tracks]
         except KeyError as error:
             raise StoreError(f"no row for {error.args[0]} in the store at {self.root}") from None
         return [[row[i] for row in rows] for i in range(len(converts))]
