@@ -51,15 +51,13 @@ def make_library(root: Path, n: int, seconds: float = 240.0) -> Path:
 
 
 def per_track_costs(path: Path, repeats: int = 3) -> dict[str, float]:
-    """Median seconds of each step of preprocessing one track in one process (one thread), and the
-    resident memory the network adds to a worker."""
+    """Median seconds of each step of preprocessing one track for a compact store (model.stores.ingest.process)
+    in one process on one thread, and the resident memory the network adds to a worker."""
     from model.audio.decoding import decode
-    from model.audio.features import patches, track_features, warm_up
+    from model.audio.features import analysis_spans, chromagram, excerpt_span, log_mel, warm_up
     from model.audio.tags import read_tags
     from model.index.fingerprint import fingerprint
-    from model.index.knn import chroma_summary
     from model.network.classifier import GenreClassifier
-    from model.params import MAX_PATCHES
     from model.stores.ingest import limit_threads
 
     limit_threads()
@@ -77,11 +75,12 @@ def per_track_costs(path: Path, repeats: int = 3) -> dict[str, float]:
         return out
 
     for _ in range(repeats):
-        audio = timed("decode (whole file, to 16 kHz)", lambda: decode(path))
-        features = timed("log-mel and chromagram", lambda: track_features(audio.samples))
-        timed("network (5 patches)", lambda: classifier.analyse_patches(patches(features["mel"], MAX_PATCHES, True)))
-        timed("fingerprint", lambda: fingerprint(features["mel"]))
-        timed("chroma summary", lambda: chroma_summary(features["chroma"]))
+        audio = timed("decode (what the analysis reads)", lambda: decode(path, spans=analysis_spans))
+        assert audio.spans, "the whole file was decoded"
+        y = audio.samples
+        timed("chromagram of the middle excerpt", lambda: chromagram(y))
+        timed("fingerprint of the middle excerpt", lambda: fingerprint(log_mel(y[slice(*excerpt_span(len(y)))])))
+        timed("network (5 patches)", lambda: classifier.analyse(y))
         timed("tags", lambda: read_tags(path))
     return {**{k: statistics.median(v) for k, v in steps.items()}, "network_mb": network_mb}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from model.audio.decoding import Audio, resample
-from model.audio.features import chromagram, excerpt_span, patch_spans
+from model.audio.features import analysis_spans, chromagram
 from model.index.ann import IndexMismatch, load_index
 from model.index.build import fit_index, index_key, index_path
 from model.index.explain import reasons
@@ -117,7 +117,7 @@ class Library:
     def spans(n_samples: int) -> list[tuple[int, int]]:
         """The [start, stop) 16 kHz samples of an upload of `n_samples` that `analyse` reads: the network's
         patches and the middle excerpt (its chromagram and fingerprints)."""
-        return patch_spans(n_samples) + [excerpt_span(n_samples)]
+        return analysis_spans(n_samples)
 
     def _copies_of(self, y: np.ndarray) -> list[int]:
         """Library rows the upload (16 kHz samples) is a copy of, best first: by fingerprint, then

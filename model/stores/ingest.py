@@ -8,6 +8,7 @@ gone is removed, and the rest is left as it is.
 """
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -23,7 +24,7 @@ import numpy as np
 
 from model.audio import numba_cache
 from model.audio.decoding import AudioError, decode
-from model.audio.features import patches, track_features, warm_up
+from model.audio.features import analysis_spans, chromagram, excerpt_span, log_mel, patches, track_features, warm_up
 from model.audio.tags import read_tags
 from model.index.fingerprint import fingerprint
 from model.index.knn import chroma_summary
@@ -106,28 +107,50 @@ def place(folder_genre: str | None, tag: str, probabilities: np.ndarray, genres:
     return GENRES[int(np.argmax(probabilities))], "model"
 
 
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"file:{digest.hexdigest()}"
+
+
 def process(job: Job, candidate: Candidate) -> tuple[Entry, bool]:
     """Decode one file once and compute its store row (and, where the store keeps them, write its full
     features file); raises AudioError for bad audio. The one per-track function of every engine.
-    Returns the row and whether the file broke off (what decoded of it is stored)."""
+    Returns the row and whether the file broke off (what decoded of it is stored).
+
+    Where the store keeps no log-mels, only what an upload's analysis reads is decoded and analysed
+    (`analysis_spans`: the network's patches and the middle excerpt; all of a clip of about 30 s): a
+    4-minute song costs about a fifth. Its fingerprint is then of the middle excerpt, which is what an
+    upload's fingerprint query is made of (a whole copy matches it), and its content hash, the file's
+    bytes' (the decoded samples' hash needs all of them)."""
     status = candidate.path.stat()
-    audio = decode(candidate.path)
-    features = track_features(audio.samples)
     classifier = _classifier(job.weights_dir)
-    # The network's patches are cut from the log-mel computed anyway, as the embedding space's were from stored ones.
-    probabilities, embeddings = classifier.analyse_patches(
-        patches(features["mel"], MAX_PATCHES, loop=classifier.head_input.loop_short))
-    probabilities = probabilities / probabilities.sum()
+    if job.mel_root is None:
+        audio = decode(candidate.path, spans=analysis_spans)
+        excerpt = audio.samples[slice(*excerpt_span(len(audio.samples)))]
+        chroma, prints = chromagram(audio.samples), fingerprint(log_mel(excerpt))
+        probabilities, embedding = classifier.analyse(audio.samples)
+        content_hash = audio.content_hash or _file_hash(candidate.path)
+    else:
+        audio = decode(candidate.path)
+        features = track_features(audio.samples)
+        # The patches are cut from the log-mel computed anyway, as the embedding space's are from stored ones.
+        patch_probabilities, embeddings = classifier.analyse_patches(
+            patches(features["mel"], MAX_PATCHES, loop=classifier.head_input.loop_short))
+        probabilities, embedding = patch_probabilities / patch_probabilities.sum(), embeddings.mean(axis=0)
+        chroma, prints, content_hash = features["chroma"], fingerprint(features["mel"]), audio.content_hash
     tags = read_tags(candidate.path)
     genre, route = place(candidate.genre, tags.genre, probabilities, job.genres)
     if job.mel_root is not None:
         Store.write_features_at(job.mel_root, genre, candidate.id, **features)
     track = Track(id=candidate.id, genre=genre, source=str(candidate.path), duration_s=round(audio.duration_s, 3),
-                  content_hash=audio.content_hash, path=candidate.relative, title=tags.title, artist=tags.artist,
+                  content_hash=content_hash, path=candidate.relative, title=tags.title, artist=tags.artist,
                   album=tags.album, track_no=tags.track_no, year=tags.year, route=route, size=status.st_size,
                   mtime_ns=status.st_mtime_ns, network=job.network)
-    return Entry(track, chroma_summary(features["chroma"]), fingerprint(features["mel"]),
-                 probabilities.astype(np.float32), embeddings.mean(axis=0).astype(np.float32)), audio.truncated
+    return Entry(track, chroma_summary(chroma), prints, probabilities.astype(np.float32),
+                 embedding.astype(np.float32)), audio.truncated
 
 
 def limit_threads() -> None:
