@@ -383,3 +383,28 @@ def test_the_page_and_the_api_name_picks_the_copy_and_the_upload_by_tags(client,
     assert page.count('class="playlist"') == 4   # one per pick, one for the copy
     for pick in body["recommendations"]:
         assert f'<span class="pick-title">{pick["title"]}</span>' in page
+
+
+def test_a_long_song_in_a_compact_store_is_analysed_from_its_spans_and_still_found_as_a_copy(tmp_path):
+    from model.audio.decoding import decode
+    from model.network.classifier import GenreClassifier
+    from model.service.library import Library
+    from model.service.settings import from_env
+
+    music = tmp_path / "music"
+    long_song = write_audio(music / "Artist" / "Album" / "01 Long.flac", tone(150.0, seed=11), 22050)
+    for n in range(3):
+        write_audio(music / "Artist" / "Album" / f"0{n + 2} Other.flac", tone(8.0, seed=20 + n), 22050)
+    ingest(music, tmp_path / "compact", workers=1, progress=False)
+    ingest(music, tmp_path / "full", workers=1, progress=False, log_mel=True)
+    compact, full = Store(tmp_path / "compact"), Store(tmp_path / "full")
+    track = next(t for t in compact.tracks() if t.path.endswith("01 Long.flac"))
+    assert track.content_hash.startswith("file:") and abs(track.duration_s - 150.0) < 0.05
+    [short_print] = compact.fingerprints([track])
+    [whole_print] = full.fingerprints([full.find(track.id)])
+    assert 0 < len(short_print.hashes) < len(whole_print.hashes) / 3   # of the middle 32 s only
+    weights = from_env().weights_dir
+    library = Library(compact, GenreClassifier.load(weights), weights)
+    analysis = library.analyse(decode(long_song, spans=Library.spans))   # as an upload of the same file
+    assert analysis.match is not None and analysis.match.id == track.id
+    assert track.id not in [r.track.id for r in analysis.recommendations]
