@@ -67,11 +67,13 @@ def per_track_costs(path: Path, repeats: int = 3) -> dict[str, float]:
     classifier.warm_up()
     network_mb = rss_mb(os.getpid()) - before
     steps: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
 
     def timed(name, run):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         out = run()
         steps.setdefault(name, []).append(time.perf_counter() - start)
+        cpu.setdefault(name, []).append(time.process_time() - start_cpu)
         return out
 
     for _ in range(repeats):
@@ -82,7 +84,8 @@ def per_track_costs(path: Path, repeats: int = 3) -> dict[str, float]:
         timed("fingerprint of the middle excerpt", lambda: fingerprint(log_mel(y[slice(*excerpt_span(len(y)))])))
         timed("network (5 patches)", lambda: classifier.analyse(y))
         timed("tags", lambda: read_tags(path))
-    return {**{k: statistics.median(v) for k, v in steps.items()}, "network_mb": network_mb}
+    return ({k: statistics.median(v) for k, v in steps.items()}, {k: statistics.median(v) for k, v in cpu.items()},
+            network_mb)
 
 
 def throughput(library: Path, workers: int, repeats: int, tmp: Path) -> tuple[list[float], int, str]:
@@ -145,13 +148,16 @@ def main(argv: list[str] | None = None) -> int:
         library = make_library(tmp, args.tracks)
         print(f"library: {args.tracks} tagged 4-minute MP3s in {time.perf_counter() - start:.0f} s "
               f"({next(library.rglob('*.mp3')).stat().st_size / 1e6:.1f} MB each)")
-        costs = per_track_costs(next(library.rglob("*.mp3")))
-        network_mb = costs.pop("network_mb")
-        total = sum(costs.values())
-        print(f"one track in one process, one thread: {total:.2f} s (so {1 / total:.1f} tracks/s per core)")
+        costs, cpu, network_mb = per_track_costs(next(library.rglob("*.mp3")))
+        total, total_cpu = sum(costs.values()), sum(cpu.values())
+        # CPU time is what a loaded machine (other processes on the same cores) does not inflate.
+        print(f"one track in one process, one thread: {total:.2f} s wall, {total_cpu:.2f} s CPU (so at most "
+              f"{args.workers / total_cpu:.1f} tracks/s on {args.workers} idle cores, start-up aside)")
         for name, seconds in costs.items():
-            print(f"  {name}: {seconds:.3f} s ({100 * seconds / total:.0f} %)")
+            print(f"  {name}: {seconds:.3f} s wall, {cpu[name]:.3f} s CPU ({100 * cpu[name] / total_cpu:.0f} %)")
         print(f"  the network adds {network_mb:.0f} MB to a worker's resident memory")
+        if not args.repeats:
+            return 0
         rates, size, report = throughput(library, args.workers, args.repeats, tmp)
         print(f"last run: {report.splitlines()[0]}\n          {report.splitlines()[1]}")
         print(verdict(f"preprocess, 4-minute MP3s, {args.workers} workers, genre pass included (median of "

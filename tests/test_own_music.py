@@ -408,3 +408,19 @@ def test_a_long_song_in_a_compact_store_is_analysed_from_its_spans_and_still_fou
     analysis = library.analyse(decode(long_song, spans=Library.spans))   # as an upload of the same file
     assert analysis.match is not None and analysis.match.id == track.id
     assert track.id not in [r.track.id for r in analysis.recommendations]
+
+
+def test_a_file_the_user_may_not_read_is_said_so_even_when_run_as_root(tmp_path, monkeypatch):
+    # Root reads every file: the refusal a user gets is made here.
+    locked = write_audio(tmp_path / "music" / "locked.flac", tone(3.0), 22050)
+    write_audio(tmp_path / "music" / "open.flac", tone(3.0, seed=1), 22050)
+    real_open = Path.open
+
+    def refuse(self, *args, **kwargs):
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    summary = ingest(tmp_path / "music", tmp_path / "data", workers=1, progress=False)
+    assert summary.skipped == [(str(locked), "cannot be read (permission denied)")] and summary.stored == 1
