@@ -424,3 +424,26 @@ def test_a_file_the_user_may_not_read_is_said_so_even_when_run_as_root(tmp_path,
     monkeypatch.setattr(Path, "open", refuse)
     summary = ingest(tmp_path / "music", tmp_path / "data", workers=1, progress=False)
     assert summary.skipped == [(str(locked), "cannot be read (permission denied)")] and summary.stored == 1
+
+
+def test_a_store_of_the_previous_version_is_read_and_its_first_rescan_adds_tags(tmp_path):
+    import pyarrow.parquet as pq
+
+    music = tmp_path / "gtzan"
+    for i in range(2):
+        write_audio(music / "blues" / f"blues.{i:05d}.wav", tone(3.0, seed=i), 22050)
+    ingest(music, tmp_path / "data", workers=1, progress=False)
+    old_columns = ["id", "source", "duration_s", "content_hash", "chroma_summary", "fingerprint_hashes",
+                   "fingerprint_times"]
+    for shard in (tmp_path / "data").glob("*/part-*.parquet"):   # as the previous version wrote them
+        pq.write_table(pq.read_table(shard, columns=old_columns), shard)
+    old = Store(tmp_path / "data")
+    assert [(t.id, t.title, t.size, t.written_ns) for t in old.tracks()] == [
+        ("blues.00000", "", None, 0), ("blues.00001", "", None, 0)]
+    assert describe(old.find("blues.00000"))["artist"] == "John Lee Hooker"
+    assert old.vectors(old.tracks(), "embedding") == [None, None]
+    summary = ingest(music, tmp_path / "data", workers=1, progress=False)
+    assert (summary.stored, summary.updated) == (0, 2) and "stored before tags and embeddings" in summary.report()
+    new = Store(tmp_path / "data")
+    assert [t.id for t in new.tracks()] == ["blues.00000", "blues.00001"] and all(t.size for t in new.tracks())
+    assert all(e is not None for e in new.vectors(new.tracks(), "embedding"))
