@@ -10,7 +10,7 @@ summary says how many came by which route). A re-run is a rescan: new files are 
 analysed again, gone ones removed, the rest left; an interrupted run is completed.
 The recommender's index is then fitted and saved beside the store (model.index.build).
 A store keeps each track's full log-mel (0.75 MB a 30 s clip, 5.6 MB a 4-minute song) only with --keep-mel,
-the default for a GTZAN collection (training needs them); otherwise a 4-minute song costs ~70 kB.
+the default for a GTZAN collection (training needs them); otherwise a 4-minute song costs 14-22 kB.
 --engine ray spreads the work over a Ray cluster. See docs/own-music.md.
 """
 from __future__ import annotations
