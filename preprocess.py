@@ -29,7 +29,8 @@ from model.stores.ingest import ENGINES, EngineError, ingest
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", type=Path, help="GTZAN collection, <genre>/ folders, or a music library (Artist/Album/...)")
+    parser.add_argument("source", type=Path,
+                        help="GTZAN collection, <genre>/ folders, or a music library (Artist/Album/...)")
     parser.add_argument("--data", type=Path, default=from_env().data_dir,
                         help="store folder (default: $SOUNDALIKE_DATA_DIR, else data/)")
     parser.add_argument("--genres", choices=GENRE_ROUTES, default="auto",

@@ -116,9 +116,11 @@ def service_memory(n: int, hashes_per_track: int) -> dict[str, float]:
     before = rss_mb(os.getpid())
     tracks = [Track(id=f"Artist_{i % 977}~Album_{i % 31}~{i:02d}_Song_title_{i}", genre="rock",
                     source=f"/srv/music/Artist {i % 977}/Album {i % 31}/{i:02d} Song title {i}.mp3",
-                    duration_s=240.0, content_hash=f"{i:064x}", path=f"Artist {i % 977}/Album {i % 31}/{i:02d} Song.mp3",
+                    duration_s=240.0, content_hash=f"{i:064x}",
+                    path=f"Artist {i % 977}/Album {i % 31}/{i:02d} Song.mp3",
                     title=f"Song title {i}", artist=f"Artist {i % 977}", album=f"Album {i % 31}", track_no=i % 12,
-                    year=2000 + i % 20, route="model", size=4_000_000, mtime_ns=i, network="0123456789abcdef-0123456789abcdef",
+                    year=2000 + i % 20, route="model", size=4_000_000, mtime_ns=i,
+                    network="0123456789abcdef-0123456789abcdef",
                     written_ns=i) for i in range(n)]
     out["track records"] = rss_mb(os.getpid()) - before
     out["search matrices (mix space)"] = n * (36 + 200) * 4 / 2 ** 20

@@ -93,8 +93,8 @@ def track_ids(relatives: list[str], known: Mapping[str, str] | None = None) -> d
     every script kept, unique, and at most MAX_ID_BYTES.
 
     A file's id is its name without extension (GTZAN's `blues.00012`) where no other file has that name
-    (or the others are in deeper folders); else its whole relative path (`Delta_Ray~Night_Songs~01_Intro`); a clash left (names that differ only
-    in punctuation or case) gets a hash of the path. `known` maps paths to the ids a store already gave
+    (or the others are in deeper folders); else its whole relative path (`Delta_Ray~Night_Songs~01_Intro`);
+    a clash left (names that differ only in punctuation or case) gets a hash of the path. `known` maps paths to the ids a store already gave
     them: those are kept, and no new id takes one of them."""
     known = dict(known or {})
     ids: dict[str, str] = {r: known[r] for r in relatives if r in known}

@@ -269,7 +269,7 @@ class Store:
         self._rows: dict[str, dict[Path, int]] = {}   # rows per shard, for merging
         self._last_written = 0
         genres = sorted({p.parent.name for p in self.root.glob(f"*/{SHARD_PREFIX}*{SHARD_SUFFIX}")})
-        latest: dict[str, tuple[Track, bool]] = {}    # each id's latest row, across genres, and whether it is a tombstone
+        latest: dict[str, tuple[Track, bool]] = {}    # each id's latest row, across genres; is it a tombstone
         for genre in genres:
             self._tables[genre] = {}
             for part in self._read(genre, [*_TRACK_COLUMNS, "removed"]):

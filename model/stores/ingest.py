@@ -53,7 +53,7 @@ class Summary:
     skipped: list[tuple[str, str]] = field(default_factory=list)       # (path, reason): audio files not stored
     passed_over: list[tuple[str, str]] = field(default_factory=list)   # (path, reason): hidden files, links, FIFOs...
     truncated: list[str] = field(default_factory=list)                 # stored on what decodes of them
-    routes: Counter = field(default_factory=Counter)                   # how the genres of the tracks analysed were chosen
+    routes: Counter = field(default_factory=Counter)                   # how the analysed tracks' genres were chosen
     why_updated: Counter = field(default_factory=Counter)
     other_files: int = 0        # files that are not audio by their extension (covers, notes, playlists)
     links_followed: int = 0     # links out of the collection, followed once
