@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test bench run lint docker-python
+.PHONY: setup test bench run lint docker-python docker-test gpu-check
 
 setup: $(VENV)/.installed
 
@@ -43,7 +43,25 @@ docker-python:
 	$(DOCKER_VENV)/bin/python -m pip install --quiet . pytest
 	SOUNDALIKE_RUNTIME=keras $(DOCKER_VENV)/bin/python -m pytest tests/test_musicnn.py tests/test_classifier.py
 
-# The Dockerfile cannot be built here (no Docker engine): it is linted, and its entry script checked.
+# The Dockerfile linted, and the shell scripts checked; `make docker-test` builds and runs the image.
 lint: setup
 	$(VENV)/bin/hadolint Dockerfile
 	sh -n docker-entrypoint.sh
+	bash -n .ci/docker-test
+
+# The image built on a stand-in base, run and checked (.ci/docker-test: health, an upload, a mounted
+# collection, docker stop, non-root, volumes). Needs root or a running Docker engine; says so and passes where
+# Docker cannot run.
+docker-test:
+	bash .ci/docker-test
+
+# The network on an NVIDIA GPU against the CPU, and the GPU's throughput (benchmarks/gpu_check.py): installs
+# the `gpu` extra into its own virtual environment. Without a GPU it says so and exits 3.
+GPU_VENV ?= .venv-gpu
+gpu-check:
+	@command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 \
+		|| { echo "gpu-check: no NVIDIA GPU here (nvidia-smi finds none): nothing to check"; exit 3; }
+	$(PYTHON) -m venv $(GPU_VENV)
+	$(GPU_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(GPU_VENV)/bin/python -m pip install --quiet -e '.[gpu,export]'
+	$(GPU_VENV)/bin/python benchmarks/gpu_check.py

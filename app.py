@@ -1,6 +1,7 @@
 """Soundalike's web service: the upload page, the JSON API and the audio players' files.
 
     python app.py                    (what `make run` does: the production server, model/service/server.py)
+    python app.py --no-demo          (the same, serving the data folder as it is: no demo library built)
     flask --app app run              (Flask's development server)
 
 Configuration comes from SOUNDALIKE_* environment variables (model/service/settings.py), or from the
@@ -8,33 +9,36 @@ mapping given to `create_app`.
 """
 from __future__ import annotations
 
+import argparse
+import hashlib
 import io
 import logging
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
-import soundfile as sf
 from flask import Flask, Response, g, jsonify, redirect, render_template, request, send_file, url_for
 from werkzeug.exceptions import HTTPException
 
-from model.audio.av_decode import EXTENSIONS as AV_EXTENSIONS, AvFile
+from model.atomic import remove_leftovers
 from model.audio.decoding import AudioError, decode
 from model.audio.tags import read_tags
 from model.network.classifier import GenreClassifier
 from model.service.admission import Admission, Busy
-from model.service.library import Analysis, Library
+from model.service.feedback import VOTES, Feedback
+from model.service.headers import SECURITY_HEADERS, content_disposition
+from model.service.library import Analysis, Library, Recommendation
+from model.service.playback import BROWSER_TYPES, COPY_SUFFIX, PlaybackLimits, browser_plays, write_copy
 from model.service.playlists import MIMETYPE as M3U_MIMETYPE, m3u8
-from model.service.settings import FORM_OVERHEAD_BYTES, from_env
+from model.service.server import prepare_process, serve
+from model.service.settings import FEEDBACK_FILE, FORM_OVERHEAD_BYTES, from_env
 from model.service.uploads import Uploads, accept_attribute, audio_extension, format_names
-from model.stores.demo_library import is_demo
+from model.stores import demo_library
 from model.stores.feature_store import Store, Track
 from model.stores.naming import describe, display_name
 
-# What browsers play as it is; a library or upload file in another format is sent as WAV.
-BROWSER_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg",
-                 ".opus": "audio/ogg", ".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".mp4": "audio/mp4",
-                 ".aac": "audio/aac", ".webm": "audio/webm"}
 # "More like this" playlists: how many tracks unless asked (?n=), and the most.
 PLAYLIST_N, PLAYLIST_MAX = 20, 200
 # For operators, in /api/health (the page shows listeners only what they need).
@@ -43,8 +47,15 @@ OPERATOR_HELP = {
                           "(GTZAN as Kaggle or its tarball lay it out, one sub-folder per genre, or a tagged "
                           "Artist/Album library: docs/own-music.md)",
     "serve_it": "SOUNDALIKE_DATA_DIR=data/music make run",
-    "more": "README.md: 'Index a collection' and 'Configuration'",
+    "more": "docs/indexing.md, and README.md's 'Configuration'",
+    "feedback": "listeners' votes on picks: /api/feedback/summary (counts), /api/feedback/votes.csv (every vote)",
 }
+# How a genre's name is written for a listener, where capitalising its folder name is not it.
+GENRE_NAMES = {"hiphop": "Hip-hop"}
+
+
+def genre_name(genre: str) -> str:
+    return GENRE_NAMES.get(genre, genre[:1].upper() + genre[1:])
 
 
 class BadUpload(Exception):
@@ -59,7 +70,9 @@ def default_config() -> dict[str, Any]:
             "FEATURES": s.features, "SCOPE": s.scope, "MAX_UPLOADS": s.max_uploads,
             "MAX_UPLOADS_BYTES": int(s.max_uploads_mb * 1024 * 1024),
             "MAX_FILE_BYTES": s.max_file_bytes,
-            "MAX_ANALYSES": s.max_analyses, "MAX_QUEUED": s.max_queued, "RUNTIME": s.runtime}
+            "MAX_ANALYSES": s.max_analyses, "MAX_QUEUED": s.max_queued, "RUNTIME": s.runtime,
+            "PLAYBACK_MAX_S": s.playback_max_s,
+            "MIN_PICK_S": s.min_pick_s, "FEEDBACK_DB": s.feedback_db, "MAX_VOTES": s.max_votes}
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -72,12 +85,25 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     store = Store(app.config["DATA_DIR"])
     weights_dir = Path(app.config["WEIGHTS_DIR"])
     library = Library(store, GenreClassifier.load(weights_dir, app.config["RUNTIME"]), weights_dir,
-                      features=app.config["FEATURES"], scope=app.config["SCOPE"])
-    uploads = Uploads(app.config["UPLOAD_DIR"], app.config["MAX_UPLOADS"], app.config["MAX_UPLOADS_BYTES"])
+                      features=app.config["FEATURES"], scope=app.config["SCOPE"], min_pick_s=app.config["MIN_PICK_S"])
+    feedback_path = Path(app.config["FEEDBACK_DB"] or Path(app.config["DATA_DIR"]) / FEEDBACK_FILE)
+    try:
+        feedback: Feedback | None = Feedback(feedback_path, app.config["MAX_VOTES"])
+    except (sqlite3.Error, OSError) as reason:
+        # A read-only data folder serves everything else; only votes are not taken.
+        app.logger.warning("votes are not kept: %s cannot be written (%s); set SOUNDALIKE_FEEDBACK_DB",
+                           feedback_path, reason)
+        feedback = None
+    playback = PlaybackLimits(max_s=app.config["PLAYBACK_MAX_S"])
+    uploads = Uploads(app.config["UPLOAD_DIR"], app.config["MAX_UPLOADS"], app.config["MAX_UPLOADS_BYTES"], playback)
+    # Playable copies of library files in formats browsers do not play, made on first request.
+    library_copies = Path(app.config["UPLOAD_DIR"]) / "library-copies"
+    if library_copies.is_dir():
+        remove_leftovers(library_copies)   # a killed server's half-written copies
     admission = Admission(app.config["MAX_ANALYSES"], app.config["MAX_QUEUED"])
     about = {"tracks": len(store), "genres": {g: len(store.tracks(g)) for g in store.genres},
-             "demo": is_demo(store), "features": library.features, "scope": library.scope,
-             "limit_mb": limit / 1024 / 1024}
+             "demo": demo_library.is_demo(store), "features": library.features, "scope": library.scope,
+             "limit_mb": limit / 1024 / 1024, "min_pick_s": library.min_pick_s}
     app.logger.setLevel(logging.INFO)
     app.logger.info("Soundalike: %d tracks from %s (%s), features %s, scope %s", about["tracks"], store.root,
                     "demo library" if about["demo"] else "own store", library.features, library.scope)
@@ -121,17 +147,32 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         return {**describe(track), "audio_url": url_for("library_audio", track_id=track.id),
                 "playlist_url": url_for("similar_playlist", track_id=track.id)}
 
+    def picks(recommendations: list[Recommendation]) -> list[dict]:
+        """Picks (or "more like this" tracks) as the API answers them, best first."""
+        return [{**library_track(r.track), "rank": rank, "distance": r.distance, "similarity": r.similarity,
+                 "percentile": round(r.percentile, 1), "why": list(r.why),
+                 "reasons": [reason.as_dict() for reason in r.reasons]}
+                for rank, r in enumerate(recommendations, 1)]
+
     def keep(analysis: Analysis, upload_id: str, filename: str, tags: dict) -> tuple[dict, str]:
         """The analysis as the API answers it, kept beside its upload so that its page has a URL
         of its own: (the answer, the result's id)."""
         answer = {
             "genre": analysis.genre,
             "probabilities": analysis.probabilities,
-            "recommendations": [{**library_track(r.track), "distance": r.distance, "similarity": r.similarity,
-                                 "why": list(r.why)} for r in analysis.recommendations],
             "match": None if analysis.match is None else library_track(analysis.match),
+            "excerpt": analysis.excerpt,
+            "contains": [{**library_track(c.track), "start_s": c.start_s, "end_s": c.end_s}
+                         for c in analysis.contains],
+            "searched_s": [list(span) for span in analysis.searched_s],
+            "picks_genre": analysis.picks_genre,
+            "key": None if analysis.key is None else analysis.key.name,
+            "recommendations": picks(analysis.recommendations),
+            "min_pick_s": library.min_pick_s,
             "duration_s": analysis.duration_s,
             "truncated": analysis.truncated,
+            "unsure": analysis.unsure_reason is not None,
+            "unsure_reason": analysis.unsure_reason,
             "filename": filename,
             # The upload's own tags; its name on the page: "Artist – Title", else the file's name.
             "tags": tags,
@@ -152,21 +193,25 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             raise BadUpload(404, f"There is no library track {track_id!r}.")
         return library.tracks[row]
 
-    def send_audio(path: Path) -> Response:
-        if path.suffix.lower() in BROWSER_TYPES:
-            return send_file(path, mimetype=BROWSER_TYPES[path.suffix.lower()])
-        # Browsers do not play AU, AIFF, WMA or Matroska: send the same samples as WAV.
-        wav = io.BytesIO()
-        if path.suffix.lower() in AV_EXTENSIONS:
-            with AvFile(path) as f, sf.SoundFile(wav, "w", f.samplerate, f.channels, format="WAV",
-                                                 subtype="PCM_16") as out:
-                for block in f.blocks():
-                    out.write(block)
-        else:
-            data, sample_rate = sf.read(path, dtype="int16", always_2d=True)
-            sf.write(wav, data, sample_rate, format="WAV", subtype="PCM_16")
-        wav.seek(0)
-        return send_file(wav, mimetype="audio/wav", download_name=f"{path.stem}.wav")
+    def send_audio(path: Path, name: str) -> Response:
+        """A file from disk (Range requests answered, HEAD without reading it), named `name`."""
+        media_type = BROWSER_TYPES[".wav" if path.name.endswith(COPY_SUFFIX) else path.suffix.lower()]
+        # werkzeug would put the file's own name in the header, and refuses one with a newline (500).
+        response = send_file(path, mimetype=media_type, download_name="audio")
+        response.headers["Content-Disposition"] = content_disposition(name)
+        return response
+
+    def library_copy(source: Path) -> Path:
+        """The playable copy of a library file browsers do not play, made once (one turn of the
+        analyses: its memory is one block, its time bounded by `playback`)."""
+        stat = source.stat()
+        key = hashlib.sha256(f"{source}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:32]
+        copy = library_copies / f"{key}{COPY_SUFFIX}"
+        if not copy.is_file():
+            with admission.turn():
+                if not copy.is_file():
+                    write_copy(source, copy, playback)
+        return copy
 
     def error(status: int, message: str) -> tuple[Response | str, int]:
         if wants_json():
@@ -181,6 +226,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def report_time(response: Response) -> Response:
         # Server-side time, for benchmarks and browsers' developer tools.
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - g.start) * 1000:.1f}"
+        response.headers.update(SECURITY_HEADERS)
+        if response.status_code in (301, 308) and response.location:
+            # Werkzeug's redirect of a `//` path is absolute, built from the request's Host header:
+            # a relative one points at the same place and repeats nothing the client sent.
+            target = urlsplit(response.location)
+            response.location = target.path + (f"?{target.query}" if target.query else "")
         return response
 
     def too_large(the_file: str = "The file") -> str:
@@ -190,7 +241,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     @app.context_processor
     def page_context() -> dict[str, Any]:
         return {"about": about, "formats": format_names(), "accept": accept_attribute(),
-                "limit_bytes": limit}
+                "limit_bytes": limit, "genre_name": genre_name}
 
     @app.errorhandler(BadUpload)
     def bad_upload(e: BadUpload):
@@ -236,7 +287,52 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         result = uploads.result(result_id)
         if result is None:
             return error(404, "This result is no longer kept (only the latest uploads are). Analyse the song again.")
-        return render_template("result.html", result=result)
+        return render_template("result.html", result=result, result_id=result_id,
+                               votes=None if feedback is None else feedback.votes_of(result_id))
+
+    def kept_votes() -> Feedback:
+        if feedback is None:
+            raise BadUpload(503, "This server does not keep votes (its data folder cannot be written). "
+                                 "Tell its operator.")
+        return feedback
+
+    def record_vote(result_id: str, pick_id: str, vote: str) -> None:
+        result = uploads.result(result_id)
+        if result is None:
+            raise BadUpload(404, "This result is no longer kept (only the latest uploads are): its picks "
+                                 "cannot be voted on.")
+        pick = next((p for p in result["recommendations"] if p["id"] == pick_id), None)
+        if pick is None:
+            raise BadUpload(400, f"{pick_id!r} is not one of this result's picks. Vote on a pick of the result.")
+        if vote not in VOTES:
+            raise BadUpload(400, f"A vote is {' or '.join(map(repr, VOTES))}, not {vote!r}. Send one of them.")
+        main = next((r["kind"] for r in pick.get("reasons", []) if r.get("main")), None)
+        genre = result["match"]["genre"] if result.get("match") else result["genre"]
+        kept_votes().vote(result_id, pick_id, vote, pick.get("rank", result["recommendations"].index(pick) + 1),
+                      pick["genre"], genre, pick.get("percentile"), main)
+
+    @app.post("/results/<result_id>/feedback")
+    def vote_page(result_id: str):
+        # A plain form: works without JavaScript, then back to the pick that was voted on.
+        record_vote(result_id, request.form.get("pick", ""), request.form.get("vote", ""))
+        return redirect(url_for("result_page", result_id=result_id, voted=request.form.get("pick")) +
+                        f"#pick-{request.form.get('pick')}", 303)
+
+    @app.post("/api/feedback")
+    def vote_api():
+        body = request.get_json(silent=True) or request.form
+        result_id, pick_id, vote = (str(body.get(k, "")) for k in ("result_id", "pick_id", "vote"))
+        record_vote(result_id, pick_id, vote)
+        return jsonify(result_id=result_id, pick_id=pick_id, vote=vote)
+
+    @app.get("/api/feedback/summary")
+    def feedback_summary():
+        return jsonify(kept_votes().summary())
+
+    @app.get("/api/feedback/votes.csv")
+    def feedback_csv():
+        return Response(kept_votes().csv(), mimetype="text/csv",
+                        headers={"Content-Disposition": "attachment; filename=soundalike-votes.csv"})
 
     @app.post("/api/analyze")
     def analyse_api():
@@ -248,8 +344,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         """"More like this": the n library tracks nearest a library track, by the picks' rules."""
         track, n = seed(track_id), playlist_length()
         return jsonify(track=library_track(track),
-                       similar=[{**library_track(r.track), "distance": r.distance, "similarity": r.similarity,
-                                 "why": list(r.why)} for r in library.similar(track_id, n)],
+                       similar=picks(library.similar(track_id, n)),
                        playlist_url=url_for("similar_playlist", track_id=track_id, n=n))
 
     @app.get("/api/similar/<track_id>/playlist.m3u8")
@@ -268,8 +363,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             return url_for("library_audio", track_id=t.id, _external=True)
 
         body = m3u8(f"More like {display_name(track)}", tracks, location)
-        return Response(body, content_type=f"{M3U_MIMETYPE}; charset=utf-8", headers={
-            "Content-Disposition": 'attachment; filename="more-like-this.m3u8"'})
+        return Response(body, content_type=f"{M3U_MIMETYPE}; charset=utf-8",
+                        headers={"Content-Disposition": content_disposition("more-like-this.m3u8", "attachment")})
 
     @app.get("/api/health")
     def health():
@@ -284,24 +379,40 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         track = store.find(track_id)
         if track is None:
             return error(404, f"There is no library track {track_id!r}.")
-        if not Path(track.source).is_file():
+        source = Path(track.source)
+        if not source.is_file():
             return error(404, f"The audio of {track_id} is no longer where it was indexed.")
-        return send_audio(Path(track.source))
+        if browser_plays(source):
+            return send_audio(source, source.name)
+        try:
+            return send_audio(library_copy(source), f"{source.stem}.wav")
+        except AudioError as e:
+            return error(422, f"The audio of {track_id} cannot be played back: {e}.")
 
     @app.get("/uploads/<upload_id>")
     def upload_audio(upload_id: str):
-        path = uploads.path(upload_id)
-        if path is None:
+        if uploads.path(upload_id) is None:
             return error(404, "There is no such upload (only the latest uploads are kept).")
-        return send_audio(path)
+        path = uploads.playable(upload_id)
+        if path is None:
+            return error(404, "This upload was analysed, but it does not decode far enough to be played back.")
+        return send_audio(path, f"{upload_id.split('.')[0]}{path.suffix}")
 
     return app
 
 
-if __name__ == "__main__":
-    # The production server (model/service/server.py); an empty data folder gets the demo library first.
-    from model.service import server
-    from model.stores import demo_library
+def main(argv: list[str] | None = None) -> None:
+    """The production server (model/service/server.py); an empty data folder gets the demo library first."""
+    parser = argparse.ArgumentParser(description="Serve Soundalike with waitress on SOUNDALIKE_HOST:SOUNDALIKE_PORT.")
+    parser.add_argument("--no-demo", action="store_true",
+                        help="serve the data folder as it is, never building the demo library into it")
+    args = parser.parse_args(argv)
+    settings = from_env()
+    if not args.no_demo:
+        demo_library.main(["--if-empty", "--data", str(settings.data_dir)])
+    prepare_process()   # before create_app starts any thread
+    serve(create_app(), settings)
 
-    demo_library.main(["--if-empty", "--data", str(from_env().data_dir)])
-    server.main()
+
+if __name__ == "__main__":
+    main()

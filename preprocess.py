@@ -16,6 +16,7 @@ the default for a GTZAN collection (training needs them); otherwise a 4-minute s
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from model.network.classifier import WeightsError
 from model.service.settings import from_env
 from model.stores.collection import GENRE_ROUTES
 from model.stores.feature_store import StoreError
-from model.stores.ingest import ENGINES, EngineError, ingest
+from model.stores.engine import EngineError
+from model.stores.ingest import ENGINES, ingest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.address and args.engine != "ray":
         parser.error("--address needs --engine ray")
+    # SIGTERM (docker stop, a service manager) stops the run as Ctrl-C does: what was stored is kept.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         summary = ingest(args.source, args.data, workers=args.workers, log_mel=args.keep_mel, engine=args.engine,
                          address=args.address, genres=args.genres)

@@ -44,7 +44,7 @@ CROSSOVER_SIZES = (500, 1000, 2000, 5000, 10000, 20000, 50000)
 class UsearchKnn(AnnKnn):
     """AnnKnn with usearch's HNSW (same M, ef_construction and ef) in place of faiss's: the backend
     measured beside it (`pip install usearch`; not a dependency: imported before onnxruntime, its
-    library makes onnxruntime's import crash, README "The approximate index")."""
+    library makes onnxruntime's import crash, docs/catalogue.md)."""
 
     def _build_graph(self, group, rows, progress):
         from usearch.index import Index

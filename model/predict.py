@@ -21,15 +21,18 @@ class Prediction:
     genre: str
     probabilities: dict[str, float]   # every genre, summing to 1
     duration_s: float
+    unsure_reason: str | None = None   # why the answer is unsure (GenreClassifier.unsure), or None
 
     def to_json(self) -> dict:
-        return {"genre": self.genre, "probabilities": self.probabilities, "duration_s": round(self.duration_s, 3)}
+        return {"genre": self.genre, "probabilities": self.probabilities, "duration_s": round(self.duration_s, 3),
+                "unsure": self.unsure_reason is not None, "unsure_reason": self.unsure_reason}
 
 
 def predict_audio(classifier: GenreClassifier, audio: Audio) -> Prediction:
     probs, _ = classifier.analyse(resample(audio.samples, audio.sample_rate))
     probabilities = {g: float(p) for g, p in zip(classifier.genres, probs)}
-    return Prediction(max(probabilities, key=probabilities.get), probabilities, audio.duration_s)
+    return Prediction(max(probabilities, key=probabilities.get), probabilities, audio.duration_s,
+                      classifier.unsure(probs, audio.duration_s))
 
 
 def predict_file(classifier: GenreClassifier, source: AudioSource) -> Prediction:

@@ -389,3 +389,55 @@ def hostile_cases(seed: int = 6) -> list[Case]:
     cases += _flips(files, rng)
     cases += _empty_and_not_audio(rng)
     return cases
+
+
+# --- long, small uploads in formats browsers do not play (issue 20) ---------------------------
+
+# name -> (file extension, libsndfile format and subtype, or PyAV muxer and codec; rate; channels).
+# Each holds about 19.5 minutes in an upload of a few MB to ~47 MB, and takes a few seconds to make
+# (libsndfile's ALAC encoder and its G72x codecs are slow: mono, and AU as 8-bit mu-law).
+LONG_QUIET = {
+    "caf-alac": ("caf", ("sf", "CAF", "ALAC_16"), 48000, 1),
+    "aiff-ima": ("aiff", ("sf", "AIFF", "IMA_ADPCM"), 32000, 2),
+    "au-ulaw": ("au", ("sf", "AU", "ULAW"), 40000, 1),
+    "w64-ms-adpcm": ("w64", ("sf", "W64", "MS_ADPCM"), 32000, 2),
+    "wma": ("wma", ("av", "asf", "wmav2"), 48000, 2),
+    "mkv-flac": ("mkv", ("av", "matroska", "flac"), 48000, 2),
+}
+LONG_QUIET_S = 19.5 * 60
+
+
+def _quiet_blocks(rate: int, channels: int, seconds: float, block_s: float = 10.0):
+    """A quiet (-40 dBFS) tone that changes pitch every block, block by block as float32 (frames, channels)."""
+    block = int(block_s * rate)
+    t = np.arange(block) / rate
+    for i in range(int(seconds / block_s)):
+        y = (0.01 * np.sin(2 * np.pi * (110.0 * 2 ** ((i * 5 % 24) / 12)) * t)).astype(np.float32)
+        yield np.repeat(y[:, None], channels, axis=1)
+
+
+def long_quiet(kind: str, seconds: float = LONG_QUIET_S) -> tuple[str, bytes]:
+    """(file name, bytes) of `seconds` of a quiet tone in the container of LONG_QUIET[kind]."""
+    ext, (library, container, codec), rate, channels = LONG_QUIET[kind]
+    buffer = io.BytesIO()
+    if library == "sf":
+        with sf.SoundFile(buffer, "w", rate, channels, format=container, subtype=codec) as f:
+            for y in _quiet_blocks(rate, channels, seconds):
+                f.write(y)
+    else:
+        import av   # only these cases need PyAV
+        layout = "stereo" if channels == 2 else "mono"
+        with av.open(buffer, "w", format=container) as out:
+            stream = out.add_stream(codec, rate=rate, layout=layout)
+            if codec == "wmav2":
+                stream.bit_rate = 32000
+            pts = 0
+            for y in _quiet_blocks(rate, channels, seconds):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(y).reshape(1, -1), format="flt", layout=layout)
+                frame.sample_rate, frame.pts = rate, pts
+                pts += len(y)
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+    return f"long-quiet.{ext}", buffer.getvalue()

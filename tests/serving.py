@@ -194,6 +194,8 @@ def running_server(env: Mapping[str, str] | None = None, startup_s: float = 180,
         port = free_port()
         full_env = {**os.environ,
                     "SOUNDALIKE_DATA_DIR": str(workdir / "data"), "SOUNDALIKE_UPLOAD_DIR": str(workdir / "uploads"),
+                    # small_store's clips are 4 s: picks of 3 s or more (the service's default minimum is 10 s)
+                    "SOUNDALIKE_MIN_PICK_S": "3",
                     **(env or {}),
                     "SOUNDALIKE_HOST": HOST, "SOUNDALIKE_PORT": str(port), "PYTHONUNBUFFERED": "1"}
         log_path = workdir / "server.log"

@@ -1,10 +1,10 @@
 """Every route and every bad input, through Flask's test client."""
 import dataclasses
 import io
+import json
 import re
 import threading
 import time
-from types import SimpleNamespace
 
 import flask
 import numpy as np
@@ -12,10 +12,12 @@ import pytest
 import soundfile as sf
 
 import model.service.library
-from app import create_app, default_config
+from app import create_app, default_config, genre_name
 from av_media import encoded
 from conftest import mp3_bytes, tone, write_audio
+from model.index.explain import Reason
 from model.params import GENRES
+from model.service.feedback import result_digest
 from model.service.settings import from_env
 from model.service.uploads import FORMATS, format_names
 from model.stores.demo_library import write_clips
@@ -39,8 +41,10 @@ def folders(tmp_path_factory):
 def app(folders):
     # The default upload limit (50 MB) stays: the 413 test posts just over it.
     # One analysis at a time and one waiting: the 503 test fills both.
+    # The library's clips are 6 s (the AU one 4 s): picks of at least 5 s.
     return create_app({"DATA_DIR": folders["DATA_DIR"], "UPLOAD_DIR": folders["UPLOAD_DIR"],
-                       "WEIGHTS_DIR": from_env().weights_dir, "MAX_UPLOADS": 3, "MAX_ANALYSES": 1, "MAX_QUEUED": 1})
+                       "WEIGHTS_DIR": from_env().weights_dir, "MAX_UPLOADS": 3, "MAX_ANALYSES": 1, "MAX_QUEUED": 1,
+                       "MIN_PICK_S": 5.0})
 
 
 @pytest.fixture()
@@ -78,9 +82,13 @@ def test_configuration_comes_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("SOUNDALIKE_DATA_DIR", str(tmp_path / "d"))
     monkeypatch.setenv("SOUNDALIKE_PORT", "8123")
     monkeypatch.setenv("SOUNDALIKE_MAX_UPLOAD_MB", "2")
+    monkeypatch.setenv("SOUNDALIKE_MIN_PICK_S", "20")
     settings = from_env()
     assert settings.data_dir == tmp_path / "d" and settings.port == 8123
     assert default_config()["MAX_FILE_BYTES"] == 2 * 1024 * 1024
+    assert settings.min_pick_s == 20.0 and default_config()["MIN_PICK_S"] == 20.0
+    monkeypatch.delenv("SOUNDALIKE_MIN_PICK_S")
+    assert from_env().min_pick_s == 10.0   # picks are songs: 10 s at least, unless configured
 
 
 def test_the_upload_form_and_what_the_library_is(client):
@@ -91,7 +99,7 @@ def test_the_upload_form_and_what_the_library_is(client):
     assert "<h1" in html and 'lang="en"' in html
     assert "synthesised demo library" not in html   # this library has an AU file of its own
     assert "The library holds 21 tracks in 10 genres." in html
-    # Operator help is for operators: in /api/health (and the README), not on the listener's page.
+    # Operator help is for operators: in /api/health (and docs/indexing.md), not on the listener's page.
     assert "python preprocess.py" not in html and "SOUNDALIKE_DATA_DIR" not in html
     operator = " ".join(client.get("/api/health").get_json()["operator"].values())
     assert "python preprocess.py" in operator and "SOUNDALIKE_DATA_DIR" in operator
@@ -132,16 +140,31 @@ def test_the_api_answers_the_documented_json(client, song):
     body = response.get_json()
     assert set(GENRES) == set(body["probabilities"]) and abs(sum(body["probabilities"].values()) - 1) < 1e-4
     assert body["genre"] == max(body["probabilities"], key=body["probabilities"].get)
-    assert abs(body["duration_s"] - 30.0) < 0.1 and body["match"] is None
+    assert abs(body["duration_s"] - 30.0) < 0.1 and body["match"] is None and body["contains"] == []
+    assert body["picks_genre"] == body["genre"] and body["min_pick_s"] == 5.0
+    assert isinstance(body["unsure"], bool) and (body["unsure_reason"] is None) == (not body["unsure"])
     assert len(body["recommendations"]) == 3
-    for pick in body["recommendations"]:
-        assert set(pick) >= {"id", "genre", "distance", "why", "audio_url"}
+    for rank, pick in enumerate(body["recommendations"], 1):
+        assert set(pick) >= {"id", "genre", "distance", "why", "audio_url", "percentile", "reasons", "rank"}
+        assert pick["rank"] == rank and 0 <= pick["percentile"] <= 100 and pick["duration_s"] >= 5.0
+        assert pick["why"] == [r["text"] for r in pick["reasons"]]
+        assert all({"kind", "text", "main"} <= set(r) for r in pick["reasons"])
+        assert all(0 <= r["percentile"] <= 100 for r in pick["reasons"] if r["kind"] in ("notes", "movement"))
         assert pick["audio_url"] == f"/audio/{pick['id']}" and pick["distance"] > 0
         assert (f"same genre ({body['genre']})" in pick["why"]) == (pick["genre"] == body["genre"])
         audio = client.get(pick["audio_url"])
         assert audio.status_code == 200 and audio.mimetype.startswith("audio/")
         assert sf.info(io.BytesIO(audio.data)).duration > 1
     assert re.fullmatch(r"app;dur=[0-9.]+", response.headers["Server-Timing"])
+
+
+def test_a_short_clip_is_answered_unsure_in_the_api_and_on_the_page(client):
+    flac = io.BytesIO()
+    sf.write(flac, tone(2.5, 22050, seed=9), 22050, format="FLAC", subtype="PCM_16")
+    body = post(client, "/api/analyze", flac.getvalue(), name="short.flac").get_json()
+    assert body["unsure"] is True and "2.5 s long" in body["unsure_reason"]
+    page = post(client, "/", flac.getvalue(), name="short.flac").get_data(as_text=True)
+    assert "Unsure: the clip is 2.5 s long" in page
 
 
 def test_a_long_song_is_analysed_from_its_spans_as_from_all_of_it(client, monkeypatch):
@@ -169,10 +192,34 @@ def test_an_upload_of_a_library_track_is_named_and_not_picked(client, folders):
     body = post(client, "/api/analyze", flac, name="whatever.flac").get_json()
     assert {k: body["match"][k] for k in ("id", "genre", "title", "artist")} == {
         "id": "jazz.demo02", "genre": "jazz", "title": "jazz.demo02", "artist": ""}   # untagged: its file name
+    assert body["excerpt"] is False
     assert "jazz.demo02" not in [p["id"] for p in body["recommendations"]]
-    assert len(body["recommendations"]) == 3
+    assert len(body["recommendations"]) == 3 and body["picks_genre"] == "jazz"
+    assert body["recommendations"][0]["genre"] == "jazz"   # the other jazz clip, whatever the model hears
     page = post(client, "/", flac, name="whatever.flac").get_data(as_text=True)
-    assert "This is <strong>jazz.demo02</strong>" in page
+    # What it is comes first, as the heading; the model's guess is reported as the model's.
+    heading = re.search(r"<h1.*?</h1>", page, re.S).group(0)
+    assert re.search(r"This is\s+<span class=\"genre\">jazz.demo02</span>", heading) and "likely" not in heading
+    assert f"The model hears <strong>{genre_name(body['genre'])}</strong>" in page
+    assert page.index("This is") < page.index("The model hears") < page.index("picks-title")
+
+
+def test_library_tracks_inside_an_upload_are_listed_with_their_times_and_never_picked(client, folders):
+    parts = ["rock/rock.demo01", "pop/pop.demo02", "jazz/jazz.demo01"]
+    clips = [sf.read(folders["AUDIO"] / f"{p}.flac", dtype="float32")[0] for p in parts]
+    medley = io.BytesIO()
+    sf.write(medley, np.concatenate(clips), 16000, format="FLAC")
+    body = post(client, "/api/analyze", medley.getvalue(), name="medley.flac").get_json()
+    assert body["match"] is None
+    ids = [c["id"] for c in body["contains"]]
+    assert ids == [p.split("/")[1] for p in parts], body["contains"]
+    for i, c in enumerate(body["contains"]):
+        assert abs(c["start_s"] - 6 * i) < 0.3 and abs(c["end_s"] - 6 * (i + 1)) < 0.3
+    assert not set(ids) & {p["id"] for p in body["recommendations"]}
+    page = client.get(body["result_url"]).get_data(as_text=True)
+    pop = body["contains"][1]
+    shown = "%d:%02d–%d:%02d" % (*divmod(int(pop["start_s"]), 60), *divmod(int(pop["end_s"]), 60))
+    assert "Sounds like" in page and f'<span class="times">{shown}</span> pop.demo02 (Pop)' in page
 
 
 def test_the_result_page(client, song):
@@ -185,19 +232,22 @@ def test_the_result_page(client, song):
     html = response.get_data(as_text=True)
     assert client.get(url).get_data(as_text=True) == html   # a reload shows the same result, posts nothing
     assert "&lt;b&gt;my song&lt;/b&gt;.ogg" in html and "<b>my song</b>" not in html
-    bars = re.findall(r'<span class="label">(\w+)</span>.*?<span class="value">([0-9.]+) %</span>', html, re.S)
-    assert sorted(g for g, _ in bars) == sorted(GENRES)
+    bars = re.findall(r'<span class="label">([\w-]+)</span>.*?<span class="value">([0-9.]+) %</span>', html, re.S)
+    assert sorted(g for g, _ in bars) == sorted(genre_name(g) for g in GENRES) and "Hip-hop" in dict(bars)
     percents = [float(p) for _, p in bars]
     assert percents == sorted(percents, reverse=True) and abs(sum(percents) - 100) < 1
     # The heading is the answer, with the same percentage as its bar.
     heading = re.search(r"<h1.*?</h1>", html, re.S).group(0)
     assert bars[0][0] in heading and f"{bars[0][1]} %" in heading
-    picks = re.findall(r'<span class="pick-id"><span class="pick-title">([\w.-]+)</span></span>.*?Similarity <strong>(\d+)</strong>/100.*?'
+    picks = re.findall(r'<span class="pick-id"><span class="pick-title">([\w.-]+)</span></span>.*?'
+                       r'Closer than <strong>(\d+) %</strong> of the library.*?'
                        r'<span class="pick-len">.*?([0-9]+:[0-9]{2})</span>.*?'
-                       r'<audio controls preload="metadata" src="([^"]+)" aria-label="Play ([^"]+)"', html, re.S)
-    assert len(picks) == 3 and all(src == f"/audio/{pick}" and label.startswith(pick)
+                       r'<audio controls preload="metadata" src="([^"]+)"\s+aria-label="([^"]+)"', html, re.S)
+    assert len(picks) == 3 and all(src == f"/audio/{pick}" and f"pick, {pick} (" in label
                                    for pick, _, _, src, label in picks)
+    assert [label.split(",")[0] for *_, label in picks] == ["the 1st pick", "the 2nd pick", "the 3rd pick"]
     assert all(0 <= int(score) <= 100 and length == "0:06" for _, score, length, _, _ in picks)
+    assert "means: nearer your song" in html   # the score explained in one line
     upload = re.search(r'<audio controls preload="metadata" src="(/uploads/[^"]+)"', html).group(1)
     player = client.get(upload)
     assert player.status_code == 200 and player.data == song
@@ -213,8 +263,7 @@ def test_the_api_gives_the_results_url_and_a_page_renders_why_when_given(client,
     def with_reasons(self, audio):
         analysis = analyse(self, audio)
         return dataclasses.replace(analysis, recommendations=[
-            SimpleNamespace(track=r.track, distance=r.distance, similarity=r.similarity, why=["the same tempo"])
-            for r in analysis.recommendations])
+            dataclasses.replace(r, reasons=[Reason("tempo", "the same tempo")]) for r in analysis.recommendations])
 
     monkeypatch.setattr(model.service.library.Library, "analyse", with_reasons)
     html = post(client, "/", song).get_data(as_text=True)
@@ -398,3 +447,105 @@ def test_m4a_wma_and_the_audio_of_videos_are_analysed_and_played(client, kind, s
     assert player.status_code == 200 and player.mimetype == served
     if served == "audio/wav":   # browsers do not play WMA or Matroska: the same audio as WAV
         assert abs(sf.info(io.BytesIO(player.data)).duration - 4.0) < 0.1
+
+
+def test_lengths_are_whole_seconds_rounded_down_as_players_show_them(app):
+    with app.test_request_context("/"):
+        shown = flask.render_template_string('{% from "_macros.html" import clock %}'
+                                             '{{ clock(295.9) }} {{ clock(2.99) }} {{ clock(60.0) }}')
+    assert shown == "4:55 0:02 1:00"
+
+
+def test_the_header_link_and_the_file_input_have_different_names(client, song):
+    html = post(client, "/", song).get_data(as_text=True)
+    link = re.search(r'<a class="again"[^>]*>([^<]+)</a>', html).group(1)
+    label = re.search(r'<label for="file">([^<]+)</label>', html).group(1)
+    assert link == "Analyse another song" and label != link
+
+
+def _result(client, song) -> tuple[str, dict]:
+    body = post(client, "/api/analyze", song).get_json()
+    return body["result_url"].rsplit("/", 1)[1], body
+
+
+def test_a_vote_from_the_plain_form_is_kept_shown_and_replaced_by_a_second(client, song):
+    result_id, body = _result(client, song)
+    pick = body["recommendations"][1]["id"]
+    before = client.get("/api/feedback/summary").get_json()
+    voted = client.post(f"/results/{result_id}/feedback", data={"pick": pick, "vote": "up"})
+    assert voted.status_code == 303 and voted.headers["Location"].endswith(f"#pick-{pick}")
+    page = client.get(voted.headers["Location"]).get_data(as_text=True)
+    form = re.search(rf'<li class="pick" id="pick-{re.escape(pick)}">.*?</li>\s*(?=<li class="pick"|</ol>)',
+                     page, re.S).group(0)
+    assert re.search(r'value="up"\s+aria-pressed="true"', form) and "your vote is kept" in form
+    assert page.count('aria-pressed="true"') == 1
+    client.post(f"/results/{result_id}/feedback", data={"pick": pick, "vote": "down"})   # a change of mind
+    after = client.get("/api/feedback/summary").get_json()
+    assert after["votes"] == before["votes"] + 1 and after["down"] == before["down"] + 1
+    assert after["by_rank"]["2"]["down"] >= 1
+    csv = client.get("/api/feedback/votes.csv")
+    assert csv.mimetype == "text/csv" and "attachment" in csv.headers["Content-Disposition"]
+    rows = [line.split(",") for line in csv.get_data(as_text=True).strip().splitlines()]
+    assert rows[0][:4] == ["result", "pick_id", "vote", "rank"]
+    assert [result_digest(result_id), pick, "down", "2"] in [r[:4] for r in rows]
+    assert result_id not in csv.get_data(as_text=True)   # a result's id opens its upload: never exported
+
+
+def test_votes_through_the_api_and_what_is_refused(client, song):
+    result_id, body = _result(client, song)
+    pick = body["recommendations"][0]["id"]
+    ok = client.post("/api/feedback", json={"result_id": result_id, "pick_id": pick, "vote": "up"})
+    assert ok.status_code == 200 and ok.get_json()["vote"] == "up"
+    refused = {
+        "no such result": ({"result_id": "0" * 32, "pick_id": pick, "vote": "up"}, 404),
+        "not a pick": ({"result_id": result_id, "pick_id": "rock.demo99", "vote": "up"}, 400),
+        "not a vote": ({"result_id": result_id, "pick_id": pick, "vote": "maybe"}, 400),
+    }
+    for what, (data, status) in refused.items():
+        response = client.post("/api/feedback", json=data)
+        assert response.status_code == status and response.get_json()["error"].endswith("."), what
+    page = client.post(f"/results/{result_id}/feedback", data={"pick": pick, "vote": "sideways"})
+    assert page.status_code == 400 and page.mimetype == "text/html"
+
+
+def test_a_long_medley_lists_the_tracks_in_the_part_searched_and_says_which_part(client, folders):
+    genres = ["rock", "pop", "jazz", "metal", "blues", "disco", "reggae", "country"]
+    clips = [sf.read(folders["AUDIO"] / g / f"{g}.demo01.flac", dtype="float32")[0] for g in genres]
+    medley = io.BytesIO()
+    sf.write(medley, np.concatenate(clips), 16000, format="FLAC")   # 48 s: its middle 32 s, and the patches beyond
+    body = post(client, "/api/analyze", medley.getvalue(), name="medley.flac").get_json()
+    searched = body["searched_s"]
+    assert searched[0] == [pytest.approx(8.0, abs=0.01), pytest.approx(40.0, abs=0.01)] and body["match"] is None
+    assert all(b <= 8.0 or a >= 40.0 for a, b in searched[1:]) and 32 < sum(b - a for a, b in searched) < 45
+    # Each clip that 2 s or more of a searched part hold.
+    inside = [f"{g}.demo01" for i, g in enumerate(genres)
+              if any(min(b, 6 * (i + 1)) - max(a, 6 * i) >= 2 for a, b in searched)]
+    assert [c["id"] for c in body["contains"]] == inside, (body["contains"], searched)
+    assert not set(inside) & {p["id"] for p in body["recommendations"]}
+    page = client.get(body["result_url"]).get_data(as_text=True)
+    assert re.search(r"found in the parts of it searched\s+\(0:\d\d of 0:48", page)
+
+
+def test_a_data_folder_that_cannot_be_written_serves_all_but_votes(folders, song, tmp_path):
+    (tmp_path / "a file").write_text("not a folder")
+    app = create_app({"DATA_DIR": folders["DATA_DIR"], "UPLOAD_DIR": tmp_path / "uploads", "MIN_PICK_S": 5.0,
+                      "WEIGHTS_DIR": from_env().weights_dir, "FEEDBACK_DB": tmp_path / "a file" / "votes.sqlite3"})
+    client = app.test_client()
+    body = post(client, "/api/analyze", song).get_json()
+    page = client.get(body["result_url"]).get_data(as_text=True)
+    assert len(body["recommendations"]) == 3 and 'class="vote"' not in page
+    refused = client.post("/api/feedback", json={"result_id": body["result_url"].rsplit("/", 1)[1],
+                                                 "pick_id": body["recommendations"][0]["id"], "vote": "up"})
+    assert refused.status_code == 503 and "does not keep votes" in refused.get_json()["error"]
+    assert client.get("/api/feedback/summary").status_code == 503
+
+
+def test_a_result_kept_by_an_earlier_version_still_shows(app, client, folders, song):
+    body = post(client, "/api/analyze", song).get_json()
+    result_id = body["result_url"].rsplit("/", 1)[1]
+    old = {k: body[k] for k in ("genre", "probabilities", "match", "duration_s", "truncated", "filename", "upload_url")}
+    old["recommendations"] = [{k: p[k] for k in ("id", "genre", "distance", "similarity", "duration_s", "why",
+                                                 "audio_url")} for p in body["recommendations"]]
+    (folders["UPLOAD_DIR"] / f"{result_id}.result.json").write_text(json.dumps(old))
+    page = client.get(body["result_url"])
+    assert page.status_code == 200 and body["recommendations"][0]["why"][0] in page.get_data(as_text=True)

@@ -8,8 +8,8 @@ import soundfile as sf
 
 from av_media import KINDS, encoded
 from conftest import tone
-import model.audio.decoding
 import model.audio.av_decode
+import model.audio.checks
 from model.audio.av_decode import AvError, AvFile, probe
 from model.audio.decoding import UNKNOWN_FRAMES, AudioError, decode
 from model.service.uploads import audio_extension
@@ -66,11 +66,11 @@ def test_formats_libsndfile_reads_are_left_to_it():
 
 
 @pytest.mark.parametrize("module, limit, value, words", [
-    (model.audio.decoding, "MAX_SOURCE_RATE", 22050, "44100 Hz"), (model.audio.decoding, "MAX_CHANNELS", 1, "declares 2 channels"),
+    (model.audio.checks, "MAX_SOURCE_RATE", 22050, "44100 Hz"), (model.audio.checks, "MAX_CHANNELS", 1, "declares 2 channels"),
     (model.audio.av_decode, "MAX_DURATION_S", 2, "declares 3.0 s")])
 def test_absurd_parameters_are_refused_before_decoding(monkeypatch, module, limit, value, words):
     data, _, _ = encoded("m4a")   # 44.1 kHz stereo, 3 s
-    monkeypatch.setattr(module, limit, value)   # model.audio.decoding's check, and its messages
+    monkeypatch.setattr(module, limit, value)   # the check libsndfile's files get (model.audio.checks), and its messages
     with pytest.raises(AudioError, match=words) as refused:
         AvFile(data)
     assert not isinstance(refused.value, AvError)

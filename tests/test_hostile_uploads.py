@@ -13,7 +13,7 @@ from model.service.settings import from_env
 from serving import rss_mb, small_store
 
 CASES = hostile_cases()
-MAX_REQUEST_S = 20.0          # per upload, on a shared 2-core machine; the slowest take well under 1 s
+MAX_REQUEST_S = 20.0          # CPU seconds per upload (all threads; a loaded machine adds none); the slowest take well under 1 s
 MAX_REQUEST_GROWTH_MB = 300   # peak resident memory above what the process held before the request
 CLEAR_REFS = Path("/proc/self/clear_refs")
 
@@ -47,10 +47,10 @@ def test_the_corpus_is_large_modest_and_deterministic():
 def test_a_hostile_upload_gets_its_status_and_a_sentence(client, case):
     measured = _reset_peak()
     before_mb = rss_mb(os.getpid(), "VmRSS")
-    start = time.perf_counter()
+    start = time.process_time()   # the process's CPU time: what a loaded machine does not inflate
     response = client.post("/api/analyze", data={"file": (io.BytesIO(case.data), case.name)},
                            content_type="multipart/form-data")
-    seconds = time.perf_counter() - start
+    seconds = time.process_time() - start
     body = response.get_json()
     assert response.status_code in {OK, EMPTY, NOT_AUDIO, UNUSABLE}, body
     assert response.status_code in case.expected, body

@@ -161,28 +161,65 @@ def _stored(data) -> int:
     return len(ids)
 
 
+class PacedRun:
+    """preprocess.py under tests/paced_preprocess.py: it stops at start-up and at every shard write (the
+    shard in its temporary file) until `resume()`, so that a kill lands where the test means it to."""
+
+    def __init__(self, args: list[str]) -> None:
+        pauses_r, pauses_w = os.pipe()
+        resume_r, resume_w = os.pipe()
+        self.process = subprocess.Popen(
+            [sys.executable, "tests/paced_preprocess.py", str(pauses_w), str(resume_r), "preprocess.py", *args],
+            cwd=REPO, pass_fds=(pauses_w, resume_r), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        os.close(pauses_w)
+        os.close(resume_r)
+        self.pauses, self.resumes = os.fdopen(pauses_r), os.fdopen(resume_w, "w", buffering=1)
+
+    def next_pause(self) -> str | None:
+        """The point where the run now waits ("start", "shard"), or None once it has ended."""
+        return self.pauses.readline().strip() or None
+
+    def resume(self) -> None:
+        self.resumes.write("\n")
+
+    def close(self) -> None:
+        self.process.wait()
+        self.pauses.close()
+        try:
+            self.resumes.close()
+        except BrokenPipeError:
+            pass
+
+
 @pytest.mark.parametrize("keep_mel", ["--keep-mel", "--no-keep-mel"])
 def test_kill_9_at_any_moment_leaves_a_readable_store_that_the_next_run_completes(tmp_path, keep_mel):
-    source = make_collection(tmp_path / "src", genres=("blues", "disco", "pop", "rock"), per_genre=10, seconds=20.0)
+    source = make_collection(tmp_path / "src", genres=("blues", "disco", "pop", "rock"), per_genre=10, seconds=6.0)
     data = tmp_path / "data"
-    command = [sys.executable, "preprocess.py", str(source), "--data", str(data), "--workers", "2", keep_mel]
+    command = ["preprocess.py", str(source), "--data", str(data), "--workers", "2", keep_mel]
     partial = []
-    # Kill during start-up, then as soon as the store holds 5, 15 and 25 tracks: mid-write, most likely.
-    for stored_by_then in (0, 5, 15, 25):
-        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   start_new_session=True)
-        deadline = time.monotonic() + 120
-        time.sleep(0.5)
-        while _stored(data) < stored_by_then and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        os.killpg(process.pid, signal.SIGKILL)  # the workers too
-        process.wait()
+    # Kills set by the run's progress, not by the clock: at start-up; with a shard half-written (in its
+    # temporary file) as soon as the store holds 0, 5 and 15 tracks; and just after a shard's write, once
+    # it holds 25 (wherever the run has got to by then: renaming, merging, adding rows, even done). A shard
+    # holds one genre's rows (10 at most), so the kills at 5 and 15 land with 0 < stored < 40.
+    for kill_at, stored_by_then, mid_write in (("start", 0, True), ("shard", 0, True), ("shard", 5, True),
+                                               ("shard", 15, True), ("shard", 25, False)):
+        run = PacedRun(command[1:])
+        while (point := run.next_pause()) is not None:
+            if point == kill_at and _stored(data) >= stored_by_then:
+                if not mid_write:
+                    run.resume()
+                os.killpg(run.process.pid, signal.SIGKILL)  # the workers too
+                break
+            run.resume()
+        run.close()
+        assert point is not None, "the run ended before it could be killed"
         if (data / MANIFEST).exists():
             store = Store(data)
             assert_readable(store)
             partial.append(len(store))
-    assert any(0 < n < 40 for n in partial), f"no kill landed mid-run: {partial}"
-    final = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert len(partial) == 4 and all(0 < n < 40 for n in partial[1:3]), f"a kill did not land mid-run: {partial}"
+    final = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stderr
     store = Store(data)
     assert len(store) == 40 and store.keeps_mel == (keep_mel == "--keep-mel")
@@ -206,25 +243,26 @@ def _session(sid: int) -> list[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
 def test_kill_9_of_preprocess_alone_takes_its_workers_and_the_next_run_drops_their_stray_features(tmp_path):
-    source = make_collection(tmp_path / "src", genres=("blues", "rock"), per_genre=12, seconds=20.0)
+    source = make_collection(tmp_path / "src", genres=("blues", "rock"), per_genre=12, seconds=6.0)
     data = tmp_path / "data"
-    command = [sys.executable, "preprocess.py", str(source), "--data", str(data), "--workers", "2"]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    deadline = time.monotonic() + 300
-    while _stored(data) < 3 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert process.poll() is None, "the run ended before it could be killed"
-    os.kill(process.pid, signal.SIGKILL)   # the main process only, as a user's kill -9 would
-    process.wait()
-    deadline = time.monotonic() + 20
-    while _session(process.pid) and time.monotonic() < deadline:
+    command = ["preprocess.py", str(source), "--data", str(data), "--workers", "2"]
+    run = PacedRun(command[1:])
+    # Stopped with a shard half-written once 3 tracks are stored: that shard's tracks have their features
+    # files and no row (strays), and the workers are alive, with tracks still to do.
+    while (point := run.next_pause()) is not None and not (point == "shard" and _stored(data) >= 3):
+        run.resume()
+    assert point is not None, "the run ended before it could be killed"
+    os.kill(run.process.pid, signal.SIGKILL)   # the main process only, as a user's kill -9 would
+    run.close()
+    # The workers exit as soon as they see their parent gone; the bound is only there to fail, not to wait.
+    deadline = time.monotonic() + 120
+    while _session(run.process.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    left = _session(process.pid)
+    left = _session(run.process.pid)
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, f"processes of the killed run still alive: {left}"
-    final = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    final = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stderr
     store = Store(data)
     assert len(store) == 24
@@ -253,3 +291,30 @@ def test_one_writer_at_a_time(tmp_path):
     ingest(source, tmp_path / "data", workers=1, progress=False)
     with stale.writer():  # taking the lock catches up with what the other writer stored
         assert len(stale) == 2
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_sigterm_stops_a_run_at_once_keeping_what_it_stored_and_the_next_run_completes(tmp_path):
+    source = make_collection(tmp_path / "src", genres=("blues", "rock"), per_genre=6, seconds=6.0)
+    data = tmp_path / "data"
+    command = ["preprocess.py", str(source), "--data", str(data), "--workers", "2"]
+    run = PacedRun(command[1:])
+    while (point := run.next_pause()) is not None and not (point == "shard" and _stored(data) >= 2):
+        run.resume()
+    assert point is not None, "the run ended before it could be stopped"
+    os.kill(run.process.pid, signal.SIGTERM)   # what docker stop sends (to the main process only)
+    while run.next_pause() is not None:   # the rows recorded so far are written on the way out
+        run.resume()
+    run.close()
+    assert run.process.returncode == 130
+    # The pool's workers are ended, not left to finish the queued tracks (the bound only ends a failed test).
+    deadline = time.monotonic() + 120
+    while _session(run.process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _session(run.process.pid)
+    store = Store(data)
+    assert_readable(store)
+    assert 2 <= len(store) < 12
+    final = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stderr
+    assert f"{len(store)} already stored" in final.stdout and len(Store(data)) == 12

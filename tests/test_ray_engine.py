@@ -15,7 +15,8 @@ from model.network.weights import network_digest
 from model.service.settings import from_env
 from model.stores.collection import discover
 from model.stores.feature_store import Store
-from model.stores.ingest import EngineError, Job, attempt, ingest
+from model.stores.engine import EngineError, Job
+from model.stores.ingest import attempt, ingest
 from test_preprocess import make_collection
 
 

@@ -166,9 +166,10 @@ def test_every_library_copy_of_the_uploaded_audio_is_left_out(classifier, tmp_pa
 def test_genre_scope_picks_from_the_predicted_genre_and_then_the_next(store, classifier):
     library = Library(store, classifier, WEIGHTS)
     analysis = library.analyse(decode(store.tracks("metal")[0].source))
-    # Two tracks per genre, one of them the upload itself: genres are taken in order of probability.
+    # Two tracks per genre, one of them the upload itself: its genre first (it is recognised), then the
+    # others in order of probability.
     expected, wanted = [], 3
-    for genre in analysis.probabilities:
+    for genre in ["metal"] + [g for g in analysis.probabilities if g != "metal"]:
         n = min(wanted, 1 if genre == "metal" else 2)
         expected, wanted = expected + [genre] * n, wanted - n
         if not wanted:
@@ -189,3 +190,82 @@ def test_the_embedding_space_reads_the_stored_embeddings(store, classifier, monk
     monkeypatch.setattr("model.service.library.patch_embeddings", lambda *a, **k: pytest.fail("computed"))
     library = Library(store, classifier, WEIGHTS, features="embedding")
     assert len(library.similar(store.tracks()[0].id, 3)) == 3 and not (store.root / "embeddings").exists()
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> dict:
+    """Two 12 s songs per genre and one 4 s snippet per genre (of another variant: not a part of a song), indexed."""
+    root = tmp_path_factory.mktemp("mixed")
+    write_clips(root / "audio", per_genre=2, seconds=12.0)
+    write_clips(root / "snippets", per_genre=3, seconds=4.0)
+    for path in (root / "snippets").rglob("*.demo03.flac"):
+        path.rename(root / "audio" / path.parent.name / path.name.replace("demo03", "snippet01"))
+    ingest(root / "audio", root / "data", workers=1, progress=False)
+    return {"store": Store(root / "data"), "audio": root / "audio"}
+
+
+def test_tracks_shorter_than_the_minimum_are_never_picks(mixed, classifier):
+    short = {t.id for t in mixed["store"].tracks() if t.duration_s < 10}
+    assert len(short) == len(GENRES)
+    for scope in ("genre", "library"):
+        library = Library(mixed["store"], classifier, WEIGHTS, scope=scope, min_pick_s=10)
+        for genre in ("rock", "jazz", "classical"):
+            picks = library.analyse(decode(mixed["audio"] / genre / f"{genre}.snippet01.flac")).recommendations
+            assert len(picks) == 3 and not short & {r.track.id for r in picks}
+    # Without a minimum the snippets are picks like any other track (so the test above can fail).
+    library = Library(mixed["store"], classifier, WEIGHTS, scope="library")
+    assert short & {r.track.id for g in GENRES for r in library.analyse(
+        decode(mixed["audio"] / g / f"{g}.demo01.flac")).recommendations}
+
+
+def test_a_recognised_track_sets_the_genre_of_the_picks_and_the_models_guess_stays(mixed, classifier, monkeypatch):
+    library = Library(mixed["store"], classifier, WEIGHTS, min_pick_s=10)
+    analyse = classifier.analyse
+
+    def hears_reggae(y):   # the model's guess is wrong: reggae, whatever the upload
+        probs, embedding = analyse(y)
+        probs = np.full_like(probs, 0.02)
+        probs[classifier.genres.index("reggae")] = 1 - 0.02 * (len(probs) - 1)
+        return probs, embedding
+
+    monkeypatch.setattr(classifier, "analyse", hears_reggae)
+    y, sr = sf.read(mixed["audio"] / "disco" / "disco.demo01.flac", dtype="float32")
+    buffer = io.BytesIO()
+    sf.write(buffer, y[int(2.5 * sr):int(7.5 * sr)], sr, format="WAV")   # a 5 s cut of it
+    analysis = library.analyse(decode(buffer.getvalue(), min_duration_s=1.0))
+    assert analysis.genre == "reggae" and analysis.match.id == "disco.demo01" and analysis.excerpt
+    assert analysis.picks_genre == "disco"
+    # The other disco song first (the snippet is too short), then the next genres by the model.
+    assert [r.track.genre for r in analysis.recommendations] == ["disco", "reggae", "reggae"]
+    assert analysis.recommendations[0].reasons[0].text == "same genre (disco)"
+
+
+def test_a_medley_contains_library_tracks_at_their_times_and_is_none_of_them(mixed, classifier):
+    library = Library(mixed["store"], classifier, WEIGHTS, scope="library", min_pick_s=10)
+    parts = [("rock", "demo01"), ("pop", "demo02"), ("jazz", "demo01")]
+    clips = [sf.read(mixed["audio"] / g / f"{g}.{v}.flac", dtype="float32") for g, v in parts]
+    buffer = io.BytesIO()
+    sf.write(buffer, np.concatenate([y for y, _ in clips]), clips[0][1], format="FLAC")
+    analysis = library.analyse(decode(buffer.getvalue()))
+    assert analysis.match is None
+    assert [c.track.id for c in analysis.contains] == [f"{g}.{v}" for g, v in parts]
+    for i, contained in enumerate(analysis.contains):
+        assert contained.start_s == pytest.approx(12.0 * i, abs=0.3)
+        assert contained.end_s == pytest.approx(12.0 * (i + 1), abs=0.3)
+    assert not {c.track.id for c in analysis.contains} & {r.track.id for r in analysis.recommendations}
+    # The whole of one of them is that track, not a medley.
+    whole = library.analyse(decode(mixed["audio"] / "pop" / "pop.demo02.flac"))
+    assert whole.match.id == "pop.demo02" and not whole.excerpt and not whole.contains
+
+
+def test_percentiles_rank_picks_as_their_distances_do(store, classifier):
+    library = Library(store, classifier, WEIGHTS, scope="library")
+    for genre in ("metal", "blues", "pop"):
+        picks = library.analyse(decode(store.tracks(genre)[0].source)).recommendations
+        assert all(0 <= r.percentile <= 100 for r in picks)
+        assert [r.percentile for r in picks] == sorted((r.percentile for r in picks), reverse=True)
+        assert picks[0].percentile > 50   # the nearest of 19 others is nearer than most
+        for r in picks:
+            main = [x for x in r.reasons if x.main]
+            aspects = [x for x in r.reasons if x.kind in ("notes", "movement")]
+            assert len(main) <= 1 and all(x.values["percentile"] >= 75 for x in aspects)

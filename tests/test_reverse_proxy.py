@@ -15,6 +15,7 @@ from typing import Iterator
 
 import pytest
 
+from model.service.headers import SECURITY_HEADERS
 from model.service.settings import from_env
 from serving import REPO, Server, free_port, post_upload, running_server, small_store, wav
 
@@ -79,6 +80,34 @@ def proxy(server) -> Iterator[Server]:
 def test_the_example_allows_what_the_service_allows():
     size = re.search(r"client_max_body_size (\d+)k;", CONFIG.read_text())
     assert size and int(size.group(1)) * 1024 == from_env({}).max_body_bytes
+
+
+def test_the_example_sets_the_services_security_headers():
+    added = dict(re.findall(r'^\s*add_header ([\w-]+) "([^"]*)" always;', CONFIG.read_text(), re.M))
+    hidden = re.findall(r"^\s*proxy_hide_header ([\w-]+);", CONFIG.read_text(), re.M)
+    assert added == SECURITY_HEADERS and sorted(hidden) == sorted(SECURITY_HEADERS)
+
+
+def security_headers(response: bytes) -> list[tuple[str, str]]:
+    lines = response.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")[1:]
+    pairs = [tuple(part.strip() for part in line.split(":", 1)) for line in lines]
+    return sorted((k, v) for k, v in pairs if k.lower() in {name.lower() for name in SECURITY_HEADERS})
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",             # the service's answer
+    b"GET /api/health HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+    b"POST /api/analyze HTTP/1.1\r\nHost: test\r\nContent-Length: 60000000\r\n\r\n",   # nginx's own 413
+])
+def test_every_answer_through_nginx_has_each_security_header_once(proxy, request_bytes):
+    with socket.create_connection(proxy.address, timeout=30) as sock:
+        sock.sendall(request_bytes)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+    assert security_headers(data) == sorted(SECURITY_HEADERS.items()), data[:400]
 
 
 def test_an_upload_through_nginx(proxy):

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from model.service.server import BOUNDS, CONNECTION_LIMIT, BoundedChannel, BoundedServer
+from model.service.server import BOUNDS, CONNECTION_LIMIT, BoundedChannel, BoundedServer, next_due
 from model.service.settings import from_env
 from serving import Server, multipart, post_upload, read_response, running_server, small_store, wav
 
@@ -43,11 +43,13 @@ class Attack:
     trickle: bool = False  # then one byte a second
     elapsed: float | None = None
     received: bytes = field(default=b"", repr=False)
+    sent: threading.Event = field(default_factory=threading.Event, init=False, repr=False)   # connected, opening sent
 
     def run(self, address: tuple[str, int]) -> None:
         start = time.monotonic()
         with socket.create_connection(address, timeout=10) as sock:
             sock.sendall(self.opening)
+            self.sent.set()
             sock.settimeout(1.0)
             while time.monotonic() - start < self.bound_s + SLACK_S:
                 try:
@@ -90,7 +92,8 @@ def test_slow_and_stalled_clients_are_dropped_while_uploads_are_answered(server)
     threads = [threading.Thread(target=a.run, args=(server.address,), daemon=True) for a in running]
     for thread in threads:
         thread.start()
-    time.sleep(2)   # every attack connected and stalled
+    for attack in running:   # every attack connected, its opening sent, before the uploads (no guess at how long)
+        assert attack.sent.wait(120), f"{attack.name}: could not connect"
     status, answer = post_upload(server, wav(4.0))
     assert status == 200, answer
     assert abs(sum(answer["probabilities"].values()) - 1) < 1e-4 and len(answer["recommendations"]) == 3
@@ -210,6 +213,8 @@ class FakeChannel:
     def __init__(self, since: float = 0.0, received: int = 0, headers_done: bool = True, request: bool = True,
                  last_activity: float = 0.0, will_close: bool = False) -> None:
         self.request_since, self.request_bytes, self.last_activity = since, received, last_activity
+        # as if the bytes came at an even pace until `last_activity` (no early credit to cap)
+        self.request_due = since + BOUNDS.grace_s + received / BOUNDS.min_rate
         self.request = SimpleNamespace(headers_finished=headers_done) if request else None
         self.requests, self.will_close, self.closing_since, self.closed = [], will_close, None, False
         self.timed_out: str | None = None
@@ -233,6 +238,28 @@ class FakeChannel:
 ])
 def test_the_bounds_of_a_request_being_received(channel, now, overdue):
     assert (channel.overdue(now, BOUNDS) is not None) == overdue
+
+
+def test_a_fast_start_buys_no_long_stall():
+    """49 MB in the first second, then a byte every 20 s (never silent for 30 s): overdue once the
+    credit the fast bytes bought (credit_s) is spent, not after the 6,000 s they would buy uncapped."""
+    channel = FakeChannel(since=0.0)
+    channel.request_due = next_due(BOUNDS.grace_s, 1.0, 49 * 2 ** 20, BOUNDS)
+    for now in (21.0, 41.0, 61.0):
+        channel.request_due = next_due(channel.request_due, now, 1, BOUNDS)
+        channel.last_activity = now
+        stalled = channel.overdue(now + 19.9, BOUNDS)
+        if now + 19.9 > 1.0 + BOUNDS.credit_s:
+            break
+        assert stalled is None
+    assert stalled is not None and "slower than" in stalled
+    # A steady client at twice the least rate is never overdue, however long its body.
+    steady = FakeChannel(since=0.0)
+    steady.request_due = BOUNDS.grace_s
+    for second in range(1, 3600):
+        steady.request_due = next_due(steady.request_due, float(second), int(2 * BOUNDS.min_rate), BOUNDS)
+        steady.last_activity = float(second)
+        assert steady.overdue(second + 0.9, BOUNDS) is None
 
 
 def test_maintenance_closes_idle_connections_and_stuck_closes():

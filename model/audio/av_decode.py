@@ -9,7 +9,7 @@ pipeline as the others: the same limits, content hash and 16 kHz resampling.
 Only the containers below are tried: FFmpeg probes hundreds of formats, and bytes that are not
 audio (random data, a text file) would otherwise sometimes open as some raw stream and "decode".
 The limits of `model.params` are checked on the stream's parameters before any packet is decoded
-(by model.audio.decoding's own check, with its messages), and what is held is one decoded FFmpeg frame (a few
+(by model.audio.checks, with the messages libsndfile's files get), and what is held is one decoded FFmpeg frame (a few
 thousand samples) beyond the caller's block.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import BinaryIO, Iterator, Union
 import av
 import numpy as np
 
-from model.audio.decoding import UNKNOWN_FRAMES, AudioError, _check_header
+from model.audio.checks import UNKNOWN_FRAMES, AudioError, check_header
 from model.params import MAX_DURATION_S
 
 Source = Union[str, Path, bytes, bytearray, memoryview, BinaryIO]
@@ -86,7 +86,7 @@ class AvFile:
         codecs = {s.codec_context.name for s in self._container.streams if s.type in ("audio", "video")}
         self.extension = ".webm" if name == "matroska,webm" and codecs <= WEBM_CODECS else CONTAINERS[name][self.has_video]
         if check_limits:   # before any packet is decoded: a 1 Hz or 1000-channel header makes every block huge
-            _check_header(self.samplerate, self.channels, self.frames, MAX_DURATION_S)
+            check_header(self.samplerate, self.channels, self.frames, MAX_DURATION_S)
         self.extra_info = ""   # what libsndfile logs; model.audio.decoding.decode reads it
         # Packed float32 at the stream's own rate and channel count, whatever the codec gives
         # (planar or packed, int or float; a rate that changes mid-stream is brought back to this one).

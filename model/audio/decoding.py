@@ -22,8 +22,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from model.params import (FULL_SCALE_HEADROOM, MAX_CHANNELS, MAX_DURATION_S, MAX_FLOAT_PEAK, MAX_SOURCE_RATE,
-                          MIN_DURATION_S, MIN_SOURCE_RATE, SAMPLE_RATE)
+from model.audio.checks import UNKNOWN_FRAMES, AudioError, check_header, spoken
+from model.params import FULL_SCALE_HEADROOM, MAX_DURATION_S, MAX_FLOAT_PEAK, MIN_DURATION_S, SAMPLE_RATE
 
 AudioSource = Union[str, Path, bytes, BinaryIO]
 # [start, stop) ranges of 16 kHz samples
@@ -41,8 +41,6 @@ MAX_MISSING_FRACTION = 0.02
 BLOCK_SAMPLES = 1 << 17
 # 16 kHz samples allocated beyond a file's declared length: the resampler's rounding.
 _OUTPUT_MARGIN = 64
-# libsndfile's frame count for a stream whose length it does not know (SF_COUNT_MAX).
-UNKNOWN_FRAMES = 2 ** 63 - 1
 # libsndfile's log line for a chunk that declares more bytes than the file holds, e.g.
 # "data : 220500 (should be 110228)"; RIFF/FORM sizes are left out, writers often get them wrong.
 _SHORT_CHUNK = re.compile(r"^\s*(data|SSND|Data Size|riff)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
@@ -56,10 +54,6 @@ _MP3_MAX_FRAME = 2048    # bytes: an MPEG audio frame is at most 1441 (320 kbit/
 SPAN_MARGIN_S = 0.25
 # Sample types that can hold any level: the level check needs all of such a file (see `decode`).
 _FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
-
-
-class AudioError(ValueError):
-    """The input is not usable audio; `str(error)` is a message fit for the person who sent it."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +98,7 @@ def decode(source: AudioSource, min_duration_s: float = MIN_DURATION_S,
         rate, channels, declared, container = f.samplerate, f.channels, f.frames, f.format
         if container == "MP3" and not _mp3_length_is_exact(source):
             declared = UNKNOWN_FRAMES     # libsndfile's estimate: neither refused on, nor a sign of truncation
-        _check_header(rate, channels, declared, max_duration_s)
+        check_header(rate, channels, declared, max_duration_s)
         header_short = _declares_more_than_it_holds(f.extra_info)
         max_frames = int(max_duration_s * rate)
         known = declared not in (0, UNKNOWN_FRAMES)
@@ -143,7 +137,7 @@ def _decode_spans(source: AudioSource, spans: Callable[[int], Spans], min_durati
         if not isinstance(f, sf.SoundFile) or not f.seekable() or f.subtype in _FLOAT_SUBTYPES \
                 or declared in (0, UNKNOWN_FRAMES) or (f.format == "MP3" and not _mp3_length_is_exact(source)):
             return None
-        _check_header(rate, f.channels, declared, max_duration_s)
+        check_header(rate, f.channels, declared, max_duration_s)
         if _declares_more_than_it_holds(f.extra_info) or declared / rate < min_duration_s:
             return None
         length = round(declared * SAMPLE_RATE / rate)   # what the whole file resamples to (soxr rounds so)
@@ -252,7 +246,7 @@ class _Stream:
             raise AudioError("the audio holds invalid (non-finite) samples")
         self.frames += len(mono)
         if self.frames > self.max_frames:
-            raise AudioError(f"the audio is longer than {_spoken(self.max_frames / self.rate)}, "
+            raise AudioError(f"the audio is longer than {spoken(self.max_frames / self.rate)}, "
                              "the longest Soundalike analyses")
         self.peak = max(self.peak, peak)
         self._digest.update(np.ascontiguousarray(mono))
@@ -298,23 +292,6 @@ def _read_block(f: sf.SoundFile, buffer: np.ndarray) -> tuple[int, str]:
     frames = sf._snd.sf_readf_float(f._file, sf._ffi.from_buffer("float[]", buffer), len(buffer))
     code = sf._snd.sf_error(f._file)
     return frames, sf.LibsndfileError(code).error_string.removeprefix("Error : ").rstrip(".") if code else ""
-
-
-def _check_header(rate: int, channels: int, declared: int, max_duration_s: float) -> None:
-    """Refuse absurd headers before anything is read: resampling a 1 Hz header's samples to
-    16 kHz alone would take gigabytes."""
-    if not MIN_SOURCE_RATE <= rate <= MAX_SOURCE_RATE:
-        raise AudioError(f"the file's sample rate is {rate} Hz; Soundalike reads "
-                         f"{MIN_SOURCE_RATE} to {MAX_SOURCE_RATE} Hz")
-    if not 1 <= channels <= MAX_CHANNELS:
-        raise AudioError(f"the file declares {channels} channels; Soundalike reads 1 to {MAX_CHANNELS}")
-    if declared != UNKNOWN_FRAMES and declared / rate > max_duration_s:
-        raise AudioError(f"the file declares {_spoken(declared / rate)} of audio; "
-                         f"Soundalike analyses at most {_spoken(max_duration_s)}")
-
-
-def _spoken(seconds: float) -> str:
-    return f"{seconds / 60:.0f} minutes" if seconds >= 120 else f"{seconds:.1f} s"
 
 
 def _declares_more_than_it_holds(log: str) -> bool:

@@ -164,12 +164,13 @@ def patches(mel: np.ndarray, max_patches: int | None = None, loop: bool = False)
     return np.stack([mel[s:s + PATCH_FRAMES] for s in starts]).astype(np.float32, copy=False)
 
 
-def short_crops(mel: np.ndarray, seed: int, loop: bool = False) -> np.ndarray:
-    """Every consecutive patch of a log-mel, each cut to a random length in SHORT_CROP_S and filled
-    as `fill_patch` does: what a 2-3 s upload looks like to the network."""
+def short_crops(mel: np.ndarray, seed: int, loop: bool = False, max_patches: int | None = None) -> np.ndarray:
+    """Every patch of a log-mel (`patches(mel, max_patches)`), each cut to a random length in SHORT_CROP_S
+    and filled as `fill_patch` does: what a 2-3 s upload looks like to the network."""
+    cut = patches(mel, max_patches)
     lengths = np.random.default_rng(seed).integers(*(round(s * SAMPLE_RATE / HOP_LENGTH) for s in SHORT_CROP_S),
-                                                   endpoint=True, size=len(patch_starts(len(mel))))
-    return np.stack([fill_patch(patch[:length], loop) for patch, length in zip(patches(mel), lengths)])
+                                                   endpoint=True, size=len(cut))
+    return np.stack([fill_patch(patch[:length], loop) for patch, length in zip(cut, lengths)])
 
 
 def log_mel_patches(y: np.ndarray, max_patches: int | None = MAX_PATCHES, sr: int = SAMPLE_RATE,

@@ -90,10 +90,11 @@ def fingerprint(mel: np.ndarray) -> Fingerprint:
     return Fingerprint(hashes.astype(np.uint32), frames[first].astype(np.int32))
 
 
-def query_prints(y: np.ndarray) -> list[Fingerprint]:
-    """An upload's fingerprints from its 16 kHz samples: of its middle EXCERPT_S (`excerpt_span`, which a
-    full copy shares, and all an analysis decodes of a long upload), at QUERY_PHASES offsets."""
-    y = y[slice(*excerpt_span(len(y)))]
+def query_prints(y: np.ndarray, span: tuple[int, int] | None = None) -> list[Fingerprint]:
+    """An upload's fingerprints from its 16 kHz samples, at QUERY_PHASES offsets: of the samples [start, stop)
+    of `span`, by default its middle EXCERPT_S (`excerpt_span`, which a full copy shares). Frames count
+    from the span's start."""
+    y = y[slice(*(span or excerpt_span(len(y))))]
     return [fingerprint(log_mel(y[k * HOP_LENGTH // QUERY_PHASES:])) for k in range(QUERY_PHASES)]
 
 
@@ -110,27 +111,83 @@ class FingerprintIndex:
         self.n_tracks_ = len(fingerprints)
         return self
 
-    def scores(self, query: Fingerprint) -> np.ndarray:
-        """Per library track, the most query hashes that agree on one time offset."""
+    def _votes(self, query: Fingerprint) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every (query hash, library entry) pair with the same hash: (library row, time offset
+        (library frame minus query frame), query frame) of each."""
         q_hashes, q_times = query.hashes, query.times
         lo = np.searchsorted(self.hashes_, q_hashes, side="left")
         hi = np.searchsorted(self.hashes_, q_hashes, side="right")
         counts = hi - lo
-        if counts.sum() == 0:
-            return np.zeros(self.n_tracks_, dtype=int)
-        # Every (query hash, library entry) pair with the same hash.
         entry = np.repeat(lo - np.cumsum(np.r_[0, counts[:-1]]), counts) + np.arange(counts.sum())
-        offsets = self.times_[entry].astype(np.int64) - np.repeat(q_times, counts)
-        rows = self.rows_[entry].astype(np.int64)
-        keys, votes = np.unique(rows * (1 << 32) + (offsets + (1 << 31)), return_counts=True)
-        best = np.zeros(self.n_tracks_, dtype=int)
-        np.maximum.at(best, keys >> 32, votes)
-        return best
+        q = np.repeat(q_times, counts).astype(np.int64)
+        return self.rows_[entry].astype(np.int64), self.times_[entry].astype(np.int64) - q, q
+
+    def scores(self, query: Fingerprint) -> np.ndarray:
+        """Per library track, the most query hashes that agree on one time offset."""
+        return self._aligned(query)[0]
+
+    def _aligned(self, query: Fingerprint) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per library track: the most query hashes that agree on one time offset, that offset (library
+        frame minus query frame), and the first and last query frames of the hashes that agree on it."""
+        n = self.n_tracks_
+        best, offset = np.zeros(n, dtype=int), np.zeros(n, dtype=np.int64)
+        first, last = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+        rows, offsets, q = self._votes(query)
+        if not len(rows):
+            return best, offset, first, last
+        keys, inverse, votes = np.unique(rows * (1 << 32) + (offsets + (1 << 31)), return_inverse=True,
+                                         return_counts=True)
+        key_rows = keys >> 32
+        # Per row, its key with the most votes (keys are sorted by row, then offset: the first of equals wins).
+        order = np.lexsort((-votes, key_rows))
+        starts = np.flatnonzero(np.r_[True, key_rows[order][1:] != key_rows[order][:-1]])
+        top = order[starts]
+        best[key_rows[top]] = votes[top]
+        offset[key_rows[top]] = (keys[top] & 0xFFFFFFFF) - (1 << 31)
+        # The query frames of the votes for each row's best key.
+        chosen = np.full(len(keys), False)
+        chosen[top] = True
+        mine = chosen[inverse.ravel()]
+        vote_rows, vote_q = rows[mine], q[mine]
+        first[:] = np.iinfo(np.int64).max
+        np.minimum.at(first, vote_rows, vote_q)
+        np.maximum.at(last, vote_rows, vote_q)
+        first[best == 0] = 0
+        return best, offset, first, last
 
     def query(self, prints: list[Fingerprint]) -> list[int]:
         """Library rows that the query (its fingerprints, as `query_prints` makes them) is a copy of,
         best first (several where the library holds repeats)."""
-        scores = np.max([self.scores(p) for p in prints], axis=0)
+        return [m.row for m in self.matches(prints)]
+
+    def matches(self, prints: list[Fingerprint]) -> list["Match"]:
+        """The library tracks found in the query (its fingerprints, as `query_prints` makes them), best
+        first, each with where the query and the track align (of the phase that aligned most hashes)."""
+        aligned = [self._aligned(p) for p in prints]
+        scores = np.stack([a[0] for a in aligned])
+        phase = np.argmax(scores, axis=0)
+        best = scores[phase, np.arange(self.n_tracks_)]
         needed = max(MIN_ALIGNED, MIN_SHARE * max(len(p.hashes) for p in prints))
-        rows = np.flatnonzero(scores >= needed)
-        return [int(r) for r in rows[np.argsort(-scores[rows], kind="stable")]]
+        rows = np.flatnonzero(best >= needed)
+        rows = rows[np.argsort(-best[rows], kind="stable")]
+        extent = [(int(p.times.min()), int(p.times.max())) if len(p.times) else (0, 0) for p in prints]
+        return [Match(int(r), int(best[r]), int(aligned[phase[r]][1][r]), int(aligned[phase[r]][2][r]),
+                      int(aligned[phase[r]][3][r]), *extent[phase[r]]) for r in rows]
+
+
+@dataclass(frozen=True)
+class Match:
+    """A library track found in a query, in frames (HOP_LENGTH) of the query's fingerprinted samples."""
+    row: int            # the library track
+    aligned: int        # query hashes that agree on one time offset
+    offset: int         # that offset: the track's frame minus the query's frame
+    first: int          # the first and last query frames of the agreeing hashes
+    last: int
+    query_first: int    # the first and last frames of all the query's hashes: what could have agreed
+    query_last: int
+
+    @property
+    def coverage(self) -> float:
+        """The share of the query's hashed time that agrees with the track: near 1 when all of the query
+        is the track, less when the track is only part of it."""
+        return (self.last - self.first) / max(1, self.query_last - self.query_first)

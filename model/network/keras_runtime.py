@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from model.network.classifier import HeadInput, summarise
+from model.network.head import HeadInput, summarise
 from model.params import N_MELS, PATCH_FRAMES
 
 

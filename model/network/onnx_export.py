@@ -22,7 +22,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from model.atomic import atomic_write
-from model.network.classifier import LAYERS, HeadInput, load_backbone, load_head, read_head_info
+from model.network.classifier import load_backbone
+from model.network.head import LAYERS, HeadInput, load_head, read_head_info
 from model.network.musicnn import BN_EPSILON
 from model.network.onnx_runtime import METADATA_KEY, export_record
 from model.network.shapes import EMBEDDING_DIM
@@ -137,13 +138,9 @@ def add_backbone(graph: _Graph, backbone: keras.Model, x: str, prefix: str) -> d
 
 
 def _summaries(graph: _Graph, x: str, summaries: tuple[str, ...]) -> str:
-    """`model.network.classifier.summarise` over the patches (axis 0), as a (1, d) row."""
+    """`model.network.head.summarise` over the patches (axis 0), as a (1, d) row."""
     mean = graph.op("ReduceMean", [x], "summary/mean", axes=[0], keepdims=1)
-    centred = graph.op("Sub", [x, mean], "summary/centred")
-    square = graph.op("Mul", [centred, centred], "summary/square")
-    std = graph.op("Sqrt", [graph.op("ReduceMean", [square], "summary/variance", axes=[0], keepdims=1)],
-                   "summary/std")
-    return graph.op("Concat", [{"mean": mean, "std": std}[s] for s in summaries], "summary", axis=1)
+    return graph.op("Concat", [{"mean": mean}[s] for s in summaries], "summary", axis=1)
 
 
 def _output(name: str, shape: list) -> onnx.ValueInfoProto:

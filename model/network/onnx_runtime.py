@@ -1,7 +1,7 @@
 """The genre classifier's network on ONNX Runtime: the service's runtime on CPU hosts (SOUNDALIKE_RUNTIME=onnx).
 
 It runs the graph `model.network.onnx_export` wrote beside the Keras weights, and imports neither
-TensorFlow nor Keras nor onnx: a serving process holds about a tenth of the memory (README, "The network")."""
+TensorFlow nor Keras nor onnx: a serving process holds about a tenth of the memory (docs/model.md)."""
 from __future__ import annotations
 
 import json
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from model.network.classifier import HeadInput, WeightsError
-from model.network.weights import HEAD_FILE, ONNX_FILE, backbone_file, file_digest
+from model.network.head import HeadInput
+from model.network.weights import HEAD_FILE, ONNX_FILE, WeightsError, backbone_file, file_digest
 
 METADATA_KEY = "soundalike"
 

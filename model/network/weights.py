@@ -20,6 +20,10 @@ if TYPE_CHECKING:   # the service's ONNX runtime never imports Keras
     import keras
 
 
+class WeightsError(RuntimeError):
+    """Weights that are missing, or that do not fit this version's parameters."""
+
+
 def backbone_file(name: str) -> str:
     """Weights file of the backbone `name` (a key of BACKBONE_CHECKPOINTS)."""
     return f"{BACKBONE_CHECKPOINTS[name].lower()}.weights.h5"

@@ -2,6 +2,12 @@
 
 `Library.analyse` is all a request does: features, one network pass, one index query, one fingerprint query.
 It reads only `Library.spans` of an upload, so a long one need be decoded only there (model.audio.decoding).
+
+An upload the fingerprints recognise as a library track (all of it, or an excerpt: `Analysis.match`) is
+named, and its picks are searched in that track's genre; library tracks found inside a longer upload (a
+medley, a mix: `Analysis.contains`) are listed with their times. Neither is ever picked, nor is a library
+track shorter than `min_pick_s`: picks are songs, not snippets. `Library.similar` ("more like this" from a
+library track) picks by the same rules.
 """
 from __future__ import annotations
 
@@ -13,16 +19,17 @@ from pathlib import Path
 import numpy as np
 
 from model.audio.decoding import Audio, resample
-from model.audio.features import analysis_spans, chromagram
+from model.audio.features import analysis_spans, chromagram, excerpt_span, patch_spans
 from model.index.ann import IndexMismatch, load_index
 from model.index.build import fit_index, index_key, index_path
-from model.index.explain import reasons
-from model.index.fingerprint import FingerprintIndex, query_prints
+from model.index.explain import Reason, aspects, closeness, reasons, sample_rows
+from model.index.fingerprint import FingerprintIndex, Match, query_prints
+from model.index.key import Key, estimate_key, estimate_keys
 from model.index.knn import chroma_summary
 from model.network.classifier import GenreClassifier
 from model.network.embeddings import patch_embeddings
 from model.network.weights import BACKBONE_FILE, file_digest
-from model.params import MAX_PATCHES
+from model.params import HOP_LENGTH, MAX_PATCHES, N_CHROMA, SAMPLE_RATE
 from model.stores.feature_store import Store, StoreError, Track
 
 log = logging.getLogger("soundalike.library")
@@ -30,6 +37,11 @@ log = logging.getLogger("soundalike.library")
 # The feature spaces each setting searches, in the order of their columns.
 SPACES = {"chroma": ("chroma",), "embedding": ("embedding",), "mix": ("chroma", "embedding")}
 FEATURE_SPACES = tuple(SPACES)
+# A recognised library track is what the upload *is* only where its aligned fingerprints span at least
+# this share of the upload's fingerprinted time, and the upload is not much longer than the track: a
+# medley or a mix that holds the track somewhere *contains* it.
+MIN_COVERAGE = 0.75
+LONGER_BY = (1.1, 2.0)   # (factor, seconds): an upload longer than factor * track + seconds is not the track
 
 
 @dataclass(frozen=True)
@@ -37,18 +49,40 @@ class Recommendation:
     track: Track
     distance: float     # k-NN distance in the standardised feature space
     similarity: float   # 1 / (1 + distance): 1 for identical features, towards 0 for distant ones
-    why: list[str]      # a few words on why it was picked (model.index.explain)
+    percentile: float   # % of the library's other pickable tracks farther from the upload (model.index.explain)
+    reasons: list[Reason]   # why it was picked, with the values behind each (model.index.explain)
+
+    @property
+    def why(self) -> list[str]:
+        """The reasons in a few words each."""
+        return [r.text for r in self.reasons]
+
+
+@dataclass(frozen=True)
+class Contained:
+    """A library track found inside the upload, placed where its aligned fingerprints put it."""
+    track: Track
+    start_s: float      # in the upload, clipped to it
+    end_s: float
 
 
 @dataclass(frozen=True)
 class Analysis:
-    genre: str
+    genre: str                              # the model's own guess (the most probable genre)
     probabilities: dict[str, float]         # every genre, most probable first
-    match: Track | None                     # the library track the upload is a copy of (same audio, or a
-                                            # lossy, re-sampled or trimmed copy: model.index.fingerprint)
-    recommendations: list[Recommendation]   # never `match`, nor another library copy of the same audio
+    match: Track | None                     # the library track the upload is (same audio, or a lossy,
+                                            # re-sampled or trimmed copy: model.index.fingerprint)
+    recommendations: list[Recommendation]   # never `match`, nor a track of `contains`, nor a library copy of
+                                            # either, nor a track shorter than the library's min_pick_s
     duration_s: float
     truncated: bool                         # the file broke off: what decoded of it was analysed
+    unsure_reason: str | None = None        # why the genre is unsure (GenreClassifier.unsure), or None
+    excerpt: bool = False                   # the upload is a part of `match` (noticeably shorter)
+    contains: list[Contained] = ()          # library tracks inside the upload, by start time (not `match`)
+    picks_genre: str | None = None          # the genre the picks were searched in first (scope "genre")
+    key: Key | None = None                  # the upload's estimated key (model.index.key)
+    searched_s: list[tuple[float, float]] = ()   # the parts of the upload (s) searched for library tracks
+                                                 # (`contains`): all of an upload up to EXCERPT_S
 
 
 class Library:
@@ -56,10 +90,14 @@ class Library:
     "mix"), searched in `scope` ("genre": the predicted genre's tracks first; "library": all)."""
 
     def __init__(self, store: Store, classifier: GenreClassifier, weights_dir: Path,
-                 features: str = "chroma", scope: str = "genre", mix_weights: tuple[float, float] = (1.0, 1.0)) -> None:
+                 features: str = "chroma", scope: str = "genre", mix_weights: tuple[float, float] = (1.0, 1.0),
+                 min_pick_s: float = 0.0) -> None:
+        """`min_pick_s`: library tracks shorter than this (seconds) are never picks (the service's
+        setting: model.service.settings, SOUNDALIKE_MIN_PICK_S)."""
         if features not in FEATURE_SPACES:
             raise ValueError(f"features must be one of {FEATURE_SPACES}, not {features!r}")
         self.store, self.classifier, self.features, self.scope = store, classifier, features, scope
+        self.min_pick_s = min_pick_s
         self.tracks = store.tracks()
         if not self.tracks:
             raise StoreError(f"the store at {store.root} holds no tracks: build it with preprocess.py")
@@ -84,7 +122,20 @@ class Library:
                                                 mix_weights if features == "mix" else None)
         edges = np.cumsum([0] + [np.shape(m)[0] for m in self.scaler.mean_])
         self._spaces = [(name, slice(a, b)) for name, a, b in zip(SPACES[features], edges[:-1], edges[1:])]
+        self._aspects = aspects(self._spaces)
+        self._pickable = np.array([t.duration_s >= min_pick_s for t in self.tracks])
+        self._too_short = [int(r) for r in np.flatnonzero(~self._pickable)]
+        self._keys = estimate_keys(self._chroma_means())
         self.warm_up()
+
+    def _chroma_means(self) -> np.ndarray:
+        """(tracks, 12) mean chromas: from the index's own rows where it searches chroma summaries (no store read)."""
+        if "chroma" not in SPACES[self.features]:
+            return self.store.chroma_summaries(self.tracks)[:, :N_CHROMA]
+        columns = dict(self._spaces)["chroma"]
+        i = SPACES[self.features].index("chroma")
+        scaled = np.asarray(self.index.X_[:, columns], dtype=np.float64)
+        return (scaled / self.scaler.factor_[i] * self.scaler.scale_[i] + self.scaler.mean_[i])[:, :N_CHROMA]
 
     def _embeddings(self, weights_dir: Path) -> np.ndarray:
         # Stored by preprocess.py with each track (the mean over the patches `GenreClassifier.analyse` looks
@@ -119,11 +170,38 @@ class Library:
         patches and the middle excerpt (its chromagram and fingerprints)."""
         return analysis_spans(n_samples)
 
-    def _copies_of(self, y: np.ndarray) -> list[int]:
-        """Library rows the upload (16 kHz samples) is a copy of, best first: by fingerprint, then
-        every other library copy of those tracks' audio."""
-        rows = self.copies.query(query_prints(y))
+    @staticmethod
+    def searched(n_samples: int) -> list[tuple[int, int]]:
+        """The [start, stop) samples of an upload that are fingerprinted, each alone: its middle excerpt, and
+        the network's patches outside it (decoded anyway): a long upload is searched for library tracks
+        there only."""
+        excerpt = excerpt_span(n_samples)
+        return [excerpt] + [(a, b) for a, b in patch_spans(n_samples) if b <= excerpt[0] or a >= excerpt[1]]
+
+    def _found(self, y: np.ndarray) -> list[tuple[Match, int]]:
+        """The library tracks the fingerprints find in the upload (16 kHz samples), each with the first sample
+        of the span it was found in: the middle excerpt's first, best first, then the others'."""
+        found = []
+        for span in self.searched(len(y)):
+            found += [(m, span[0]) for m in self.copies.matches(query_prints(y, span))]
+        return found
+
+    def _copies(self, rows: list[int]) -> list[int]:
+        """The rows, and every other library copy of their audio."""
         return list(dict.fromkeys(r for row in rows for r in [row, *self._by_hash[self.tracks[row].content_hash]]))
+
+    def _is_whole(self, found: Match, duration_s: float) -> bool:
+        """Whether the upload is the track `found` in it (all of it or an excerpt), not a longer whole that holds it."""
+        factor, seconds = LONGER_BY
+        return (found.coverage >= MIN_COVERAGE
+                and duration_s <= factor * self.tracks[found.row].duration_s + seconds)
+
+    def _placed(self, found: Match, span_start: int, duration_s: float) -> Contained:
+        # The query's frames count from the start of the span it was found in; the library's from the track's start.
+        start = span_start / SAMPLE_RATE - found.offset * HOP_LENGTH / SAMPLE_RATE
+        track = self.tracks[found.row]
+        end = min(duration_s, start + track.duration_s)
+        return Contained(track, round(float(max(0.0, start)), 2), round(float(end), 2))
 
     def row(self, track_id: str) -> int | None:
         """The library row of the track `track_id`, or None."""
@@ -132,43 +210,68 @@ class Library:
     def similar(self, track_id: str, n: int) -> list[Recommendation]:
         """"More like this": the `n` library tracks nearest the library track `track_id`, by the picks' rules
         (its genre searched first, then the genres the classifier found next most likely for it; never
-        a copy of the same audio)."""
+        a copy of the same audio, nor a track shorter than `min_pick_s`)."""
         row = self._row_of[track_id]
         track = self.tracks[row]
         probabilities = self.store.vectors([track], "probabilities")[0]
         order = [track.genre] + ([] if probabilities is None else
                                  [self.classifier.genres[i] for i in np.argsort(-probabilities, kind="stable")])
-        genres = list(dict.fromkeys(order))
-        same = self._by_hash[track.content_hash]
         x = self.index.X_[row].astype(np.float64)
-        picks = self.index.query(x, genres, exclude=same, k=n)
-        why = reasons(x, self.index.X_, self._spaces, [p.index for p in picks],
-                      [self.tracks[p.index].genre for p in picks], genres if self.scope == "genre" else genres[:1],
-                      exclude=same)
-        return [Recommendation(self.tracks[p.index], p.distance, 1.0 / (1.0 + p.distance), w)
-                for p, w in zip(picks, why)]
+        return self._recommend(x, list(dict.fromkeys(order)), self._by_hash[track.content_hash], self._keys[row], n)
+
+    def _recommend(self, query: np.ndarray, genre_order: list[str], left_out: list[int], key: Key | None,
+                   k: int | None = None) -> list[Recommendation]:
+        """The `k` picks (default: the index's k) for `query`, a row of the index's space, searched in
+        `genre_order` (most likely first): never a row of `left_out` nor a track too short to pick, each
+        with how much closer it is than the rest of the library and why it was picked (`key`: the query's)."""
+        picks = self.index.query(query, genre_order, exclude=list(dict.fromkeys(left_out + self._too_short)), k=k)
+        eligible = self._pickable.copy()
+        eligible[left_out] = False
+        percentiles, shares = closeness(query, self.index.X_, [p.index for p in picks],
+                                        sample_rows(len(self.tracks), eligible), self._aspects)
+        # With scope "library" a pick from another genre is no fall-back, so only "same genre" is said.
+        ranked = genre_order if self.scope == "genre" else genre_order[:1]
+        return [Recommendation(self.tracks[p.index], p.distance, 1.0 / (1.0 + p.distance), pct,
+                               reasons(self.tracks[p.index].genre, ranked, share, self._keys[p.index], key))
+                for p, pct, share in zip(picks, percentiles, shares)]
 
     def analyse(self, audio: Audio) -> Analysis:
         y = resample(audio.samples, audio.sample_rate)
-        # The chromagram and the fingerprint (both of the middle excerpt) are computed on another core,
-        # beside the network pass.
-        chroma = self._chroma_pool.submit(chromagram, y) if self.features != "embedding" else None
-        copies = self._chroma_pool.submit(self._copies_of, y)
+        # The chromagram (for the key, and the search where it uses chroma) and the fingerprint (both of the
+        # middle excerpt) are computed on another core, beside the network pass.
+        chroma = self._chroma_pool.submit(chromagram, y)
+        found = self._chroma_pool.submit(self._found, y)
         probs, embedding = self.classifier.analyse(y)
         order = np.argsort(-probs, kind="stable")
         genres = [self.classifier.genres[i] for i in order]
-        same = list(dict.fromkeys(self._by_hash.get(audio.content_hash, []) + copies.result()))
-        query = self.scaler.transform(self._blocks(lambda: chroma_summary(chroma.result()), lambda: embedding))
-        picks = self.index.query(query[0], genres, exclude=same)
-        # With scope "library" a pick from another genre is no fall-back, so only "same genre" is said.
-        why = reasons(query[0], self.index.X_, self._spaces, [p.index for p in picks],
-                      [self.tracks[p.index].genre for p in picks], genres if self.scope == "genre" else genres[:1],
-                      exclude=same)
+        # Only the middle excerpt's matches can say what the upload is (their coverage is of it).
+        excerpt_start = excerpt_span(len(y))[0]
+        whole = [f.row for f, start in found.result()
+                 if start == excerpt_start and self._is_whole(f, audio.duration_s)]
+        same = self._copies(self._by_hash.get(audio.content_hash, [])[:1] + whole)
+        inside: list[int] = []   # the rows of tracks inside the upload, and their library copies
+        contains = []
+        for f, start in found.result():
+            if f.row not in same and f.row not in inside:   # a repeat of a listed track is not listed again
+                contains.append(self._placed(f, start, audio.duration_s))
+                inside += self._copies([f.row])
+        match = self.tracks[same[0]] if same else None
+        # A recognised track settles the genre the picks are searched in; the model's guess is still reported.
+        order_for_picks = genres if match is None else [match.genre] + [g for g in genres if g != match.genre]
+        summary = chroma_summary(chroma.result())
+        query = self.scaler.transform(self._blocks(lambda: summary, lambda: embedding))[0]
+        key = estimate_key(summary[:N_CHROMA])
         return Analysis(
             genre=genres[0],
             probabilities={g: float(probs[i]) for g, i in zip(genres, order)},
-            match=self.tracks[same[0]] if same else None,
-            recommendations=[Recommendation(self.tracks[p.index], p.distance, 1.0 / (1.0 + p.distance), w)
-                             for p, w in zip(picks, why)],
+            match=match,
+            recommendations=self._recommend(query, order_for_picks, same + inside, key),
             duration_s=audio.duration_s,
-            truncated=audio.truncated)
+            truncated=audio.truncated,
+            unsure_reason=self.classifier.unsure(probs, audio.duration_s),
+            excerpt=match is not None and audio.duration_s < 0.9 * match.duration_s,
+            contains=sorted(contains, key=lambda c: c.start_s),
+            picks_genre=order_for_picks[0] if self.scope == "genre" else None,
+            key=key,
+            searched_s=[(round(float(a) / SAMPLE_RATE, 2), round(float(b) / SAMPLE_RATE, 2))
+                        for a, b in self.searched(len(y))])

@@ -1,7 +1,10 @@
 """Soundalike's production HTTP server: waitress, with deadlines for slow clients.
 
-    python app.py            (builds the demo library into an empty data folder first)
-    python -m model.service.server
+    python app.py              (builds the demo library into an empty data folder first)
+    python app.py --no-demo    (serves the data folder as it is)
+
+`app.py` holds the application and starts this server (`prepare_process`, then `serve`); this module
+knows only a WSGI callable, so it imports neither the application nor the network.
 
 Waitress reads a whole request, body included, on its one I/O thread before an application thread
 sees it (bodies over 512 KiB go to a temporary file), so a slow client holds a connection, never a
@@ -11,8 +14,13 @@ A request being received is answered 408 and its connection closed when
 - its request line and headers are not complete `header_s` (10 s) after its first byte;
 - `t` seconds after its first byte, fewer than `min_rate` x (t - `grace_s`) bytes of it have come
   (8 KiB/s, 64 kbit/s, after 10 s): a 50 MiB upload may take up to 10 s + 50 MiB / 8 KiB/s = 6,410 s
-  (1 h 47 min), and one on a 1 Mbit/s uplink takes about 7 min;
+  (1 h 47 min), and one on a 1 Mbit/s uplink takes about 7 min. Bytes that came faster than that
+  buy at most `credit_s` (30 s) of slack: a fast start does not buy a long stall later;
 - nothing of it has come for `silence_s` (30 s).
+
+The bodies held at once (being received, or waiting for their answer) are bounded in bytes
+(SOUNDALIKE_BODY_BUDGET_MB): one that does not fit is answered 503 with Retry-After from its
+headers, before any of it is read (model/service/requests.py).
 
 A connection with no request being received or answered (a kept-alive one, one that never sent
 anything, one whose client does not read its response) is closed after `idle_s` (15 s) without
@@ -27,19 +35,21 @@ import logging
 import os
 import resource
 import signal
-import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
-from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
+from waitress.task import ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import RequestEntityTooLarge
 
-from model.service.settings import Settings, from_env
+from model.service.headers import SECURITY_HEADERS
+from model.service.requests import BodyBudget, BoundedParser, RefusalTask
+from model.service.settings import Settings
 
 log = logging.getLogger("soundalike.server")
 
@@ -55,6 +65,7 @@ class Bounds:
     grace_s: float = 10.0
     min_rate: float = 8192.0  # bytes per second, counted from a request's first byte
     silence_s: float = 30.0
+    credit_s: float = 30.0    # the most slack that bytes come early buy
     idle_s: float = 15.0
     close_s: float = 5.0
     check_s: int = 1          # how often connections are checked (waitress takes whole seconds)
@@ -77,10 +88,16 @@ class TooLargeTask(WSGITask):
         return super().build_response_header()
 
 
-def error_task(channel: HTTPChannel, request: HTTPRequestParser) -> ErrorTask | WSGITask:
+def error_task(channel: HTTPChannel, request: HTTPRequestParser) -> RefusalTask | WSGITask:
     if isinstance(request.error, RequestEntityTooLarge) and request.content_length:
         return TooLargeTask(channel, request)
-    return ErrorTask(channel, request)
+    return RefusalTask(channel, request)
+
+
+def next_due(due: float, now: float, received: int, bounds: Bounds) -> float:
+    """When the request being received is overdue, after `received` more bytes of it at `now`: each
+    byte buys 1 / `min_rate` s, but the deadline is never more than `credit_s` ahead."""
+    return min(due + received / bounds.min_rate, now + max(bounds.credit_s, bounds.grace_s))
 
 
 class BoundedChannel(HTTPChannel):
@@ -89,13 +106,26 @@ class BoundedChannel(HTTPChannel):
     error_task_class = staticmethod(error_task)
     request_since = 0.0    # time.time() of the request's first byte
     request_bytes = 0
+    request_due = 0.0      # when it is overdue unless more comes (`next_due`)
     closing_since: float | None = None
 
+    def __init__(self, server: BoundedServer, sock, addr, adj, map=None) -> None:
+        super().__init__(server, sock, addr, adj, map)
+        self.parser_class = partial(BoundedParser, budget=server.budget)
+
     def received(self, data: bytes) -> bool:
+        now = time.time()
         if self.request is None:
-            self.request_since, self.request_bytes = time.time(), 0
+            self.request_since, self.request_bytes = now, 0
+            self.request_due = now + BOUNDS.grace_s
         self.request_bytes += len(data)
+        self.request_due = next_due(self.request_due, now, len(data), BOUNDS)
         return super().received(data)
+
+    def handle_close(self) -> None:
+        if self.request is not None:   # one being received: its body's bytes go back to the budget
+            self.request.close()
+        super().handle_close()
 
     def send_continue(self) -> None:
         # Waitress would invite the body of a request it has refused (413) and then wait for that body.
@@ -106,6 +136,7 @@ class BoundedChannel(HTTPChannel):
         super().service()
         # A request that came in behind this one (pipelined) waited for it: its clock starts now.
         self.request_since, self.request_bytes = time.time(), 0
+        self.request_due = self.request_since + BOUNDS.grace_s
 
     def overdue(self, now: float, bounds: Bounds) -> str | None:
         """Why the request being received has taken too long, or None."""
@@ -114,14 +145,16 @@ class BoundedChannel(HTTPChannel):
             return f"the request line and headers took more than {bounds.header_s:g} s"
         if now - self.last_activity > bounds.silence_s:
             return f"nothing came for {bounds.silence_s:g} s"
-        if age > bounds.grace_s + self.request_bytes / bounds.min_rate:
+        if now > self.request_due:
             return f"the request came slower than {bounds.min_rate / 1024:g} KiB/s"
         return None
 
     def time_out(self, reason: str) -> None:
         body = f"Request Timeout: {reason}\n".encode()
-        response = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
-                    b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        headers = "".join(f"{name}: {value}\r\n" for name, value in SECURITY_HEADERS.items()).encode()
+        response = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n%s"
+                    b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s"
+                    % (headers, len(body), body))
         with self.outbuf_lock:
             self.outbufs[-1].append(response)
             self.total_outbufs_len += len(response)
@@ -133,6 +166,7 @@ class BoundedServer(TcpWSGIServer):
     channel_class = BoundedChannel
     bounds = BOUNDS
     full_logged_at = 0.0
+    budget = BodyBudget(2 ** 62, retry_after_s=int(BOUNDS.credit_s))   # make_server sets the real one
 
     def maintenance(self, now: float) -> None:
         for channel in list(self.active_channels.values()):
@@ -210,7 +244,10 @@ def make_server(app: Callable, settings: Settings) -> BoundedServer:
     )
     dispatcher = ThreadedTaskDispatcher()
     dispatcher.set_thread_count(adj.threads)
-    return BoundedServer(app, map={}, dispatcher=dispatcher, adj=adj)
+    server = BoundedServer(app, map={}, dispatcher=dispatcher, adj=adj)
+    # A refused body's sender may retry once the bodies held now are answered, or dropped as stalled.
+    server.budget = BodyBudget(settings.body_budget_bytes, retry_after_s=int(BOUNDS.credit_s))
+    return server
 
 
 M_ARENA_MAX = -8     # glibc's mallopt parameter (malloc.h)
@@ -220,7 +257,7 @@ MALLOC_ARENAS = 2    # one per core of a 2-core host; MALLOC_ARENA_MAX in the en
 def fewer_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     """Cap glibc's malloc arenas before the server's threads start. Each of its ~20 threads would
     otherwise get an arena of its own (up to 8 per core) and keep what a request freed there: 499 MB
-    idle after requests instead of 411, and a 648 MB peak under 32 uploads instead of 563 (README).
+    idle after requests instead of 411, and a 648 MB peak under 32 uploads instead of 563 (docs/model.md).
     False where the C library is not glibc, or the environment sets its own cap."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
@@ -230,20 +267,28 @@ def fewer_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
         return False
 
 
-def main() -> None:
+def _stop_now(*_) -> None:
+    log.info("stopping (SIGTERM)")
+    logging.shutdown()
+    os._exit(0)
+
+
+
+def prepare_process() -> None:
+    """What the serving process sets before the application loads and starts its threads: the log's format,
+    SIGTERM's handler, and glibc's malloc arenas."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # As PID 1 in a container, SIGTERM would otherwise be ignored. Stop at once, while loading too: nothing is
+    # left to save (uploads and results are written whole), and unloading TensorFlow takes seconds.
+    signal.signal(signal.SIGTERM, _stop_now)
     fewer_malloc_arenas()
-    from app import create_app   # here, so that importing this module loads neither the network nor its runtime
 
-    settings = from_env()
-    server = make_server(create_app(), settings)
-    # As PID 1 in a container, SIGTERM would otherwise be ignored: stop as on Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    log.info("serving http://%s:%s (waitress): %d threads, up to %d connections, uploads up to %g MB; %s",
-             server.effective_host, server.effective_port, server.adj.threads, server.adj.connection_limit,
-             settings.max_upload_mb, BOUNDS.describe())
+
+def serve(app: Callable, settings: Settings) -> None:
+    """Serve `app` on settings.host:settings.port until SIGTERM or Ctrl-C."""
+    server = make_server(app, settings)
+    log.info("serving http://%s:%s (waitress): %d threads, up to %d connections, uploads up to %g MB, "
+             "request bodies up to %g MB at once; %s", server.effective_host, server.effective_port,
+             server.adj.threads, server.adj.connection_limit, settings.max_upload_mb,
+             server.budget.limit / 1024 / 1024, BOUNDS.describe())
     server.run()
-
-
-if __name__ == "__main__":
-    main()

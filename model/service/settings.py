@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from model.params import MAX_DURATION_S
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = ROOT / "data"
 DEFAULT_WEIGHTS_DIR = ROOT / "weights"
@@ -16,6 +18,7 @@ DEFAULT_UPLOAD_DIR = ROOT / "input_data"
 # Room for a multipart request's own bytes (boundaries, part headers, a short field or two) beyond
 # the file itself, so that a file of exactly the size limit is accepted.
 FORM_OVERHEAD_BYTES = 64 * 1024
+FEEDBACK_FILE = "feedback.sqlite3"   # in the data folder, unless SOUNDALIKE_FEEDBACK_DB names another file
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,11 @@ class Settings:
     max_analyses: int        # uploads decoded and analysed at once: bounds the service's memory
     max_queued: int          # uploads waiting for an analysis; beyond, 503 with Retry-After
     runtime: str             # what runs the network: onnx (ONNX Runtime, CPU) | keras (TensorFlow: GPU hosts)
+    playback_max_s: float    # seconds of an upload's playable copy (formats browsers do not play)
+    body_budget_mb: float    # request bodies being received, all together; beyond, 503 with Retry-After
+    min_pick_s: float        # library tracks shorter than this (seconds) are never picks: picks are songs
+    feedback_db: Path | None # listeners' votes on picks (SQLite); None: FEEDBACK_FILE in the data folder
+    max_votes: int           # votes kept; beyond, the oldest are deleted
 
     @property
     def max_file_bytes(self) -> int:
@@ -42,6 +50,11 @@ class Settings:
     def max_body_bytes(self) -> int:
         """The largest request body taken: a form holding a file of `max_file_bytes`."""
         return self.max_file_bytes + FORM_OVERHEAD_BYTES
+
+    @property
+    def body_budget_bytes(self) -> int:
+        """Bytes of request bodies held at once (in memory or spooled to disk), at least one whole body."""
+        return max(int(self.body_budget_mb * 1024 * 1024), self.max_body_bytes)
 
 
 def from_env(env: Mapping[str, str] = os.environ) -> Settings:
@@ -62,4 +75,9 @@ def from_env(env: Mapping[str, str] = os.environ) -> Settings:
         max_analyses=int(get("MAX_ANALYSES", "2")),
         max_queued=int(get("MAX_QUEUED", "16")),
         runtime=get("RUNTIME", "onnx"),
+        playback_max_s=float(get("PLAYBACK_MAX_S", str(MAX_DURATION_S))),
+        body_budget_mb=float(get("BODY_BUDGET_MB", "1024")),
+        min_pick_s=float(get("MIN_PICK_S", "10")),
+        feedback_db=Path(get("FEEDBACK_DB", "")) if get("FEEDBACK_DB", "") else None,
+        max_votes=int(get("MAX_VOTES", "100000")),
     )

@@ -1,10 +1,12 @@
 """The uploads the service keeps: under generated names (never the sender's), at most `max_kept` of them,
-each with the result of its analysis beside it (`<upload hex>.result.json`), pruned together."""
+each with the result of its analysis beside it (`<upload hex>.result.json`) and, for a format browsers
+do not play, its playable copy (`<upload hex>.play.wav`, model.service.playback), pruned together."""
 from __future__ import annotations
 
 import contextlib
 import json
 import re
+import logging
 import secrets
 import threading
 import time
@@ -14,7 +16,10 @@ import soundfile as sf
 
 from model.atomic import atomic_write, remove_leftovers
 from model.audio import av_decode
-from model.audio.decoding import ByteStream
+from model.audio.decoding import AudioError, ByteStream
+from model.service.playback import BROWSER_TYPES, COPY_SUFFIX, PlaybackLimits, write_copy
+
+log = logging.getLogger("soundalike.uploads")
 
 # libsndfile's container name -> the extension a kept upload gets (its content decides, not its name).
 EXTENSIONS = {"WAV": ".wav", "WAVEX": ".wav", "RF64": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3",
@@ -27,7 +32,7 @@ FORMATS = {".mp3": "MP3", ".m4a": "M4A", ".aac": "AAC", ".wav": "WAV", ".flac": 
 _ID = re.compile(r"^[0-9a-f]{32}\.[a-z0-9]{2,4}$")
 _RESULT_ID = re.compile(r"^[0-9a-f]{32}$")
 RESULT_SUFFIX = ".result.json"
-STALE_TMP_S = 600.0   # a temporary upload file older than this was left by a killed server
+STALE_TMP_S = 600.0   # a result without its upload older than this was left by a pruner in another process
 
 
 def format_names() -> str:
@@ -51,25 +56,34 @@ def audio_extension(data: bytes) -> str | None:
 
 
 class Uploads:
-    """Kept uploads: at most `max_kept` files and `max_bytes` bytes, the oldest deleted first."""
+    """Kept uploads: at most `max_kept` files and `max_bytes` bytes (their playable copies
+    included), the oldest deleted first."""
 
-    def __init__(self, folder: Path, max_kept: int = 200, max_bytes: int = 2000 * 1024 * 1024) -> None:
-        self.folder, self.max_kept, self.max_bytes = Path(folder), max_kept, max_bytes
+    def __init__(self, folder: Path, max_kept: int = 200, max_bytes: int = 2000 * 1024 * 1024,
+                 playback: PlaybackLimits = PlaybackLimits()) -> None:
+        self.folder, self.max_kept, self.max_bytes, self.playback = Path(folder), max_kept, max_bytes, playback
         self._lock = threading.Lock()   # one pruner at a time: requests run on several threads
         self.folder.mkdir(parents=True, exist_ok=True)
-        # Half-written uploads of a server that was killed. Only old ones: another server process
-        # may share the folder and be writing one now (a write takes well under a second).
-        remove_leftovers(self.folder, older_than_s=STALE_TMP_S)
+        # Half-written uploads and copies of a server that was killed: every one that no live
+        # process is writing (atomic_write's lock), whatever its age.
+        removed = remove_leftovers(self.folder)
+        if removed:
+            log.info("removed %d half-written upload file(s) of a server that was stopped", removed)
         self._prune()
 
     def save(self, data: bytes, extension: str) -> str:
-        """Keep `data` under a new random name; returns that name, the upload's id. The oldest
-        uploads beyond `max_kept` files or `max_bytes` bytes are deleted."""
-        # The time first, so that names sort in the order of upload where time stamps tie;
-        # 64 random bits after it, so that nobody guesses another's upload.
-        upload_id = f"{time.time_ns():016x}{secrets.token_hex(8)}{extension}"
+        """Keep `data` under a new random name, with a playable copy where browsers do not play its
+        format; returns that name, the upload's id. The oldest uploads beyond `max_kept` files or
+        `max_bytes` bytes are deleted."""
+        # 128 random bits: nobody guesses another's upload, and the name says nothing of when it came.
+        upload_id = f"{secrets.token_hex(16)}{extension}"
         with atomic_write(self.folder / upload_id) as f:
             f.write(data)
+        if extension not in BROWSER_TYPES:
+            try:
+                write_copy(self.folder / upload_id, self._copy_path(upload_id), self.playback)
+            except AudioError as error:   # analysed, but not playable: its player says so (404)
+                log.warning("no playable copy of upload %s: %s", upload_id, error)
         self._prune()
         return upload_id
 
@@ -96,29 +110,45 @@ class Uploads:
         path = self.folder / upload_id
         return path if path.is_file() else None
 
+    def playable(self, upload_id: str) -> Path | None:
+        """What a browser plays of a kept upload: the file itself, or its playable copy; None where
+        neither is kept."""
+        path = self.path(upload_id)
+        if path is None or path.suffix in BROWSER_TYPES:
+            return path
+        copy = self._copy_path(upload_id)
+        return copy if copy.is_file() else None
+
     def _prune(self) -> None:
         with self._lock:
-            kept, results = [], []
+            kept, companions, copy_bytes = [], [], {}
             for path in self.folder.iterdir():
                 if _ID.match(path.name):
                     with contextlib.suppress(FileNotFoundError):   # pruned by another process
                         kept.append((path.stat(), path))
-                elif path.name.endswith(RESULT_SUFFIX):
-                    results.append(path)
+                elif path.name.endswith((RESULT_SUFFIX, COPY_SUFFIX)):
+                    companions.append(path)
+                    if path.name.endswith(COPY_SUFFIX):
+                        with contextlib.suppress(FileNotFoundError):
+                            copy_bytes[path.name.split(".")[0]] = path.stat().st_size
             kept.sort(key=lambda item: (item[0].st_mtime_ns, item[1].name), reverse=True)   # newest first
             total = 0
             for count, (stat, path) in enumerate(kept, 1):
-                total += stat.st_size
+                total += stat.st_size + copy_bytes.get(path.name.split(".")[0], 0)
                 if count > self.max_kept or total > self.max_bytes:
                     path.unlink(missing_ok=True)
                     self._result_path(path.name).unlink(missing_ok=True)
-            # A result whose upload is gone (pruned by another process between the two writes).
+                    self._copy_path(path.name).unlink(missing_ok=True)
+            # A result or copy whose upload is gone (pruned by another process between the writes).
             # Only old ones: a listing taken while an upload and its result are written may miss the upload.
             listed = {path.name.split(".")[0] for _, path in kept}
-            for path in results:
+            for path in companions:
                 with contextlib.suppress(FileNotFoundError):
                     if path.name.split(".")[0] not in listed and time.time() - path.stat().st_mtime > STALE_TMP_S:
                         path.unlink()
 
     def _result_path(self, upload_or_result_id: str) -> Path:
         return self.folder / f"{upload_or_result_id.split('.')[0]}{RESULT_SUFFIX}"
+
+    def _copy_path(self, upload_id: str) -> Path:
+        return self.folder / f"{upload_id.split('.')[0]}{COPY_SUFFIX}"

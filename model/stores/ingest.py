@@ -9,22 +9,15 @@ gone is removed, and the rest is left as it is.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
-import multiprocessing.connection
-import os
-import threading
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Union
 
 import numpy as np
 
-from model.audio import numba_cache
 from model.audio.decoding import AudioError, decode
-from model.audio.features import analysis_spans, chromagram, excerpt_span, log_mel, patches, track_features, warm_up
+from model.audio.features import analysis_spans, chromagram, excerpt_span, log_mel, patches, track_features
 from model.audio.tags import read_tags
 from model.index.fingerprint import fingerprint
 from model.index.knn import chroma_summary
@@ -32,7 +25,9 @@ from model.network.classifier import GenreClassifier
 from model.network.weights import network_digest
 from model.params import GENRES, MAX_PATCHES
 from model.progress import Progress
+from model.stores import local_engine
 from model.stores.collection import Candidate, discover, genre_root, walk
+from model.stores.engine import Job, Result, Run
 from model.stores.feature_store import MANIFEST, Entry, Store, Track
 from model.stores.genre_names import genre_of
 from model.stores.gtzan_names import GTZAN_ID
@@ -75,15 +70,6 @@ class Summary:
         lines += [f"  truncated {path}: stored on what decodes of it" for path in self.truncated]
         lines += [f"  passed over {path}: {reason}" for path, reason in self.passed_over]
         return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class Job:
-    """What every worker needs besides its track."""
-    mel_root: Path | None   # where the full features files go (None: the store keeps none)
-    genres: str             # the genre route (model.stores.collection.GENRE_ROUTES)
-    weights_dir: Path
-    network: str            # model.network.weights.network_digest of `weights_dir`
 
 
 _classifiers: dict[Path, GenreClassifier] = {}   # per process: loaded on its first track
@@ -153,30 +139,6 @@ def process(job: Job, candidate: Candidate) -> tuple[Entry, bool]:
                  embedding.astype(np.float32)), audio.truncated
 
 
-def limit_threads() -> None:
-    """One worker per core: nested BLAS or numba threads would only fight over the same cores."""
-    from threadpoolctl import threadpool_limits
-    threadpool_limits(1)
-
-
-def _init_worker() -> None:
-    limit_threads()
-    # A worker dies with the process that started it (even one killed with kill -9), instead of
-    # finishing its queued tracks for a store nobody will commit them to.
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(target=_exit_when_gone, args=(parent.sentinel,), daemon=True).start()
-
-
-def _exit_when_gone(sentinel: int) -> None:
-    multiprocessing.connection.wait([sentinel])
-    os._exit(1)
-
-
-Result = Union[tuple[Entry, bool], str]   # a row and its truncation flag, or why the file was skipped
-Record = Callable[[Candidate, Result], None]
-
-
 def attempt(job: Job, candidate: Candidate) -> Result:
     """`process`, with what makes a file unusable returned as the reason it is skipped."""
     try:
@@ -191,11 +153,15 @@ def attempt(job: Job, candidate: Candidate) -> Result:
         return f"failed: {type(error).__name__}: {error}"
 
 
-class EngineError(RuntimeError):
-    """The engine that runs the per-track function could not start (e.g. Ray is not installed)."""
-
-
 ENGINES = ("local", "ray")
+
+
+def engine_run(engine: str) -> Run:
+    """The engine named `engine` (one of ENGINES)."""
+    if engine == "ray":
+        from model.stores import ray_engine   # Ray is an optional extra: imported only for this engine
+        return ray_engine.run
+    return local_engine.run
 
 
 def looks_like_gtzan(candidates: list[Candidate]) -> bool:
@@ -228,7 +194,8 @@ def ingest(source: Path, data_dir: Path, workers: int | None = None, progress: b
     `genres`: how tracks are placed in genres (model.stores.collection.GENRE_ROUTES).
     `engine`: "local" (processes on this machine) or "ray" (Ray Data tasks, on the Ray cluster at
     `address`, else on a local Ray started here); `workers`: processes, or concurrent Ray tasks.
-    `weights_dir`: the classifier's (default: the service's, $SOUNDALIKE_WEIGHTS_DIR)."""
+    `weights_dir`: the classifier's (default: the service's, $SOUNDALIKE_WEIGHTS_DIR).
+    Raises model.stores.engine.EngineError where the engine cannot start."""
     from model.service.settings import from_env   # the service's default weights; reads the environment
 
     if engine not in ENGINES:
@@ -290,28 +257,10 @@ def ingest(source: Path, data_dir: Path, workers: int | None = None, progress: b
             if bar:
                 bar.update(note=candidate.id)
 
-        if todo and engine == "ray":
-            from model.stores.ray_engine import run
-            run(attempt, job, todo, record, workers, address)
-        elif todo:
-            _run_local(job, todo, record, workers)
+        if todo:
+            engine_run(engine)(attempt, job, todo, record, workers, address)
         for track in gone:
             store.remove(track)
             summary.removed += 1
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-def _run_local(job: Job, todo: list[Candidate], record: Record, workers: int | None) -> None:
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-    if workers == 1:
-        for c in todo:
-            record(c, attempt(job, c))
-        return
-    if not numba_cache.seeded():
-        warm_up()   # compiled once here and shared, rather than by every worker at once
-    context = multiprocessing.get_context("spawn" if os.name == "nt" else "forkserver")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        futures = {pool.submit(attempt, job, c): c for c in todo}
-        for future in as_completed(futures):
-            record(futures[future], future.result())

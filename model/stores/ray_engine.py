@@ -15,10 +15,9 @@ import os
 import pickle
 import warnings
 from pathlib import Path
-from typing import Callable
 
 from model.stores.collection import Candidate
-from model.stores.ingest import EngineError, Job, Record, Result, limit_threads
+from model.stores.engine import Attempt, EngineError, Job, Record, limit_threads
 
 # Tries of a track after its worker died (Ray retries a task whose worker died, not one that raised:
 # the per-track function returns bad audio's reason instead of raising).
@@ -46,7 +45,7 @@ def _connect(address: str | None, workers: int | None):
                      object_store_memory=LOCAL_OBJECT_STORE_BYTES, include_dashboard=False, **quiet)
     except Exception as error:   # Ray raises ConnectionError, RuntimeError, ValueError... with its own message
         hint = (" (a cluster with token authentication, the default of `ray start` since Ray 2.59, also needs "
-                "RAY_AUTH_MODE=token and its token here: README, 'A large catalogue')") if address else ""
+                "RAY_AUTH_MODE=token and its token here: docs/catalogue.md)") if address else ""
         raise EngineError(f"Ray could not start{' at ' + address if address else ''}: {error}{hint}") from error
     return ray
 
@@ -62,18 +61,18 @@ def _prepare_worker() -> None:
         _worker_ready = True
 
 
-def _task(row: dict, attempt: Callable[[Job, Candidate], Result], job: Job) -> dict:
+def _task(row: dict, attempt: Attempt, job: Job) -> dict:
     _prepare_worker()
     candidate = Candidate(row["genre"], row["id"], Path(row["path"]), row["relative"])
     # Pickled: a row's arrays (fingerprints of every length) need no Arrow schema of their own.
     return {"n": row["n"], "result": pickle.dumps(attempt(job, candidate))}
 
 
-def run(attempt: Callable[[Job, Candidate], Result], job: Job, todo: list[Candidate],
-        record: Record, workers: int | None = None, address: str | None = None) -> None:
-    """Call `record(candidate, attempt(job, candidate))` for every candidate, `attempt` running in
-    Ray tasks (at most `workers` at once; default: every CPU of the cluster). `attempt` must be
-    importable (or registered with cloudpickle) where the workers run."""
+def run(attempt: Attempt, job: Job, todo: list[Candidate], record: Record,
+        workers: int | None = None, address: str | None = None) -> None:
+    """`model.stores.engine.Run` on Ray: call `record(candidate, attempt(job, candidate))` for every
+    candidate, `attempt` running in Ray tasks (at most `workers` at once; default: every CPU of the
+    cluster). `attempt` must be importable (or registered with cloudpickle) where the workers run."""
     from model.audio.features import warm_up
 
     ray = _connect(address, workers)

@@ -1,0 +1,84 @@
+"""MusiCNN embeddings of labelled clips (`model.corpus`), per patch, computed once and cached on disk.
+
+Two patch selections per clip, each as `model.audio.features` cuts them, short clips looped as the
+service loops them:
+- "served": at most MAX_PATCHES patches spread over the clip, what a request looks at: held-out clips
+  are predicted from these, and the head is trained on them (a 30 s clip's 5 patches of 3 s),
+- "crops": each of those patches cut to a random 2-3 s (`short_crops`, seeded by the clip's name and
+  content): what a 2-3 s upload looks like, to train the head on.
+
+The cache file is named by the backbone's weights digest and the selection, and each entry by the
+clip's key and content hash: changed weights or audio are recomputed, never silently reused."""
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from model.atomic import atomic_write
+from model.audio.decoding import decode
+from model.audio.features import log_mel, patches, short_crops
+from model.corpus import Clip
+from model.params import MAX_PATCHES
+from model.progress import Progress
+
+SELECTIONS = ("served", "crops")
+_BATCH = 64
+
+
+def _cache_path(cache_dir: Path, digest: str, selection: str) -> Path:
+    return Path(cache_dir) / f"{digest}-embedding-{selection}-loop.npz"
+
+
+def _read(path: Path) -> dict[str, tuple[str, np.ndarray]]:
+    if not path.exists():
+        return {}
+    with np.load(path) as npz:
+        offsets, rows = npz["offsets"], npz["embeddings"]
+        return {k: (h, rows[offsets[n]:offsets[n + 1]]) for n, (k, h) in enumerate(zip(npz["keys"], npz["hashes"]))}
+
+
+def _write(path: Path, entries: dict[str, tuple[str, np.ndarray]]) -> None:
+    keys = sorted(entries)
+    arrays = [entries[k][1] for k in keys]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as f:
+        np.savez(f, keys=np.array(keys), hashes=np.array([entries[k][0] for k in keys]),
+                 offsets=np.cumsum([0] + [len(a) for a in arrays]), embeddings=np.concatenate(arrays))
+
+
+def _patch_sets(clip: Clip) -> tuple[str, dict[str, np.ndarray]]:
+    audio = decode(clip.path)
+    mel = log_mel(audio.samples)
+    seed = zlib.crc32(f"{clip.key}:{audio.content_hash}".encode())
+    return audio.content_hash, {"served": patches(mel, MAX_PATCHES, loop=True),
+                                "crops": short_crops(mel, seed, loop=True, max_patches=MAX_PATCHES)}
+
+
+def clip_embeddings(clips: list[Clip], embedders: dict[str, tuple[str, object]], cache_dir: Path,
+                    progress: bool = True) -> dict[tuple[str, str], list[np.ndarray]]:
+    """{(backbone, selection): per clip (n_patches, 200) embeddings}. `embedders` maps a backbone's
+    name to (its weights digest, a function from a (n, frames, mels) batch to (n, 200) embeddings).
+    A clip's content hash is only known once it is decoded, so a cached entry is trusted by its key
+    while the file's size and modification time are those recorded (a changed file is decoded again)."""
+    stamp = {c.key: f"{c.path.stat().st_size}:{c.path.stat().st_mtime_ns}" for c in clips}
+    cached = {(b, s): _read(_cache_path(cache_dir, digest, s)) for b, (digest, _) in embedders.items()
+              for s in SELECTIONS}
+    todo = [c for c in clips if any(c.key not in entries or entries[c.key][0].split("@")[1] != stamp[c.key]
+                                    for entries in cached.values())]
+    if todo:
+        bar = Progress(len(todo), label="clip embeddings") if progress else None
+        for n, clip in enumerate(todo):
+            content_hash, sets = _patch_sets(clip)
+            for (backbone, selection), entries in cached.items():
+                embed = embedders[backbone][1]
+                batch = sets[selection]
+                rows = np.concatenate([embed(batch[i:i + _BATCH]) for i in range(0, len(batch), _BATCH)])
+                entries[clip.key] = (f"{content_hash}@{stamp[clip.key]}", rows.astype(np.float32))
+            if bar:
+                bar.update(note=clip.key)
+            if (n + 1) % 200 == 0 or n + 1 == len(todo):   # long runs keep what they computed
+                for (backbone, selection), entries in cached.items():
+                    _write(_cache_path(cache_dir, embedders[backbone][0], selection), entries)
+    return {k: [entries[c.key][1] for c in clips] for k, entries in cached.items()}
