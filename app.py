@@ -24,22 +24,28 @@ from werkzeug.exceptions import HTTPException
 
 from model.atomic import remove_leftovers
 from model.audio.decoding import AudioError, decode
+from model.audio.tags import read_tags
 from model.network.classifier import GenreClassifier
 from model.service.admission import Admission, Busy
 from model.service.feedback import VOTES, Feedback
 from model.service.headers import SECURITY_HEADERS, content_disposition
-from model.service.library import Analysis, Library
+from model.service.library import Analysis, Library, Recommendation
 from model.service.playback import BROWSER_TYPES, COPY_SUFFIX, PlaybackLimits, browser_plays, write_copy
+from model.service.playlists import MIMETYPE as M3U_MIMETYPE, m3u8
 from model.service.server import prepare_process, serve
 from model.service.settings import FEEDBACK_FILE, FORM_OVERHEAD_BYTES, from_env
 from model.service.uploads import Uploads, accept_attribute, audio_extension, format_names
 from model.stores import demo_library
-from model.stores.feature_store import Store
+from model.stores.feature_store import Store, Track
+from model.stores.naming import describe, display_name
 
+# "More like this" playlists: how many tracks unless asked (?n=), and the most.
+PLAYLIST_N, PLAYLIST_MAX = 20, 200
 # For operators, in /api/health (the page shows listeners only what they need).
 OPERATOR_HELP = {
     "index_a_collection": "python preprocess.py /path/to/music --data data/music "
-                          "(GTZAN as Kaggle or its tarball lay it out, or one sub-folder per genre)",
+                          "(GTZAN as Kaggle or its tarball lay it out, one sub-folder per genre, or a tagged "
+                          "Artist/Album library: docs/own-music.md)",
     "serve_it": "SOUNDALIKE_DATA_DIR=data/music make run",
     "more": "docs/indexing.md, and README.md's 'Configuration'",
     "feedback": "listeners' votes on picks: /api/feedback/summary (counts), /api/feedback/votes.csv (every vote)",
@@ -105,8 +111,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def wants_json() -> bool:
         return request.path.startswith("/api/")
 
-    def receive() -> tuple[Analysis, str, str]:
-        """Check, keep and analyse the posted file: (analysis, upload id, the sender's file name)."""
+    def receive() -> tuple[Analysis, str, str, dict]:
+        """Check, keep and analyse the posted file: (analysis, upload id, the sender's file name, its tags)."""
         file = request.files.get("file")
         if file is None:
             raise BadUpload(400, "No file was sent. Post it as the multipart field 'file'.")
@@ -132,36 +138,60 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                 raise BadUpload(422, f"{the_file} cannot be analysed: {error}. "
                                      "Choose another song, or another copy of this one.") from None
             upload_id = uploads.save(data, extension)
-            return library.analyse(audio), upload_id, name
+            tags = read_tags(io.BytesIO(data))
+            return library.analyse(audio), upload_id, name, {"title": tags.title, "artist": tags.artist,
+                                                             "album": tags.album, "year": tags.year}
 
-    def keep(analysis: Analysis, upload_id: str, filename: str) -> tuple[dict, str]:
+    def library_track(track: Track) -> dict:
+        """A library track as the API and the page name it, with its player's and its playlist's URLs."""
+        return {**describe(track), "audio_url": url_for("library_audio", track_id=track.id),
+                "playlist_url": url_for("similar_playlist", track_id=track.id)}
+
+    def picks(recommendations: list[Recommendation]) -> list[dict]:
+        """Picks (or "more like this" tracks) as the API answers them, best first."""
+        return [{**library_track(r.track), "rank": rank, "distance": r.distance, "similarity": r.similarity,
+                 "percentile": round(r.percentile, 1), "why": list(r.why),
+                 "reasons": [reason.as_dict() for reason in r.reasons]}
+                for rank, r in enumerate(recommendations, 1)]
+
+    def keep(analysis: Analysis, upload_id: str, filename: str, tags: dict) -> tuple[dict, str]:
         """The analysis as the API answers it, kept beside its upload so that its page has a URL
         of its own: (the answer, the result's id)."""
-        def track(t, **more) -> dict:
-            return {"id": t.id, "genre": t.genre, "duration_s": t.duration_s,
-                    "audio_url": url_for("library_audio", track_id=t.id), **more}
-
         answer = {
             "genre": analysis.genre,
             "probabilities": analysis.probabilities,
-            "match": None if analysis.match is None else {"id": analysis.match.id, "genre": analysis.match.genre},
+            "match": None if analysis.match is None else library_track(analysis.match),
             "excerpt": analysis.excerpt,
-            "contains": [track(c.track, start_s=c.start_s, end_s=c.end_s) for c in analysis.contains],
+            "contains": [{**library_track(c.track), "start_s": c.start_s, "end_s": c.end_s}
+                         for c in analysis.contains],
             "searched_s": [list(span) for span in analysis.searched_s],
             "picks_genre": analysis.picks_genre,
             "key": None if analysis.key is None else analysis.key.name,
-            "recommendations": [track(r.track, rank=rank, distance=r.distance, similarity=r.similarity,
-                                      percentile=round(r.percentile, 1), why=list(r.why),
-                                      reasons=[reason.as_dict() for reason in r.reasons])
-                                for rank, r in enumerate(analysis.recommendations, 1)],
+            "recommendations": picks(analysis.recommendations),
             "min_pick_s": library.min_pick_s,
             "duration_s": analysis.duration_s,
             "truncated": analysis.truncated,
             "unsure": analysis.unsure_reason is not None,
             "unsure_reason": analysis.unsure_reason,
             "filename": filename,
+            # The upload's own tags; its name on the page: "Artist – Title", else the file's name.
+            "tags": tags,
+            "name": (f"{tags['artist']} – {tags['title']}" if tags["artist"] else tags["title"]) if tags["title"]
+            else filename,
             "upload_url": url_for("upload_audio", upload_id=upload_id)}
         return answer, uploads.save_result(upload_id, answer)
+
+    def playlist_length() -> int:
+        n = request.args.get("n", str(PLAYLIST_N))
+        if not n.isdigit() or not 1 <= int(n) <= PLAYLIST_MAX:
+            raise BadUpload(400, f"n is how many tracks the playlist holds: a whole number from 1 to {PLAYLIST_MAX}.")
+        return int(n)
+
+    def seed(track_id: str) -> Track:
+        row = library.row(track_id)
+        if row is None:
+            raise BadUpload(404, f"There is no library track {track_id!r}.")
+        return library.tracks[row]
 
     def send_audio(path: Path, name: str) -> Response:
         """A file from disk (Range requests answered, HEAD without reading it), named `name`."""
@@ -308,6 +338,33 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def analyse_api():
         answer, result_id = keep(*receive())
         return jsonify(**answer, result_url=url_for("result_page", result_id=result_id))
+
+    @app.get("/api/similar/<track_id>")
+    def similar(track_id: str):
+        """"More like this": the n library tracks nearest a library track, by the picks' rules."""
+        track, n = seed(track_id), playlist_length()
+        return jsonify(track=library_track(track),
+                       similar=picks(library.similar(track_id, n)),
+                       playlist_url=url_for("similar_playlist", track_id=track_id, n=n))
+
+    @app.get("/api/similar/<track_id>/playlist.m3u8")
+    def similar_playlist(track_id: str):
+        """The seed and its n nearest as an M3U playlist: URLs of this service's audio, or with
+        ?paths=relative paths relative to the collection (to save beside it)."""
+        track, n = seed(track_id), playlist_length()
+        paths = request.args.get("paths", "urls")
+        if paths not in ("urls", "relative"):
+            raise BadUpload(400, "paths is 'urls' (this service's audio) or 'relative' (paths in the collection).")
+        tracks = [track] + [r.track for r in library.similar(track_id, n)]
+
+        def location(t: Track) -> str:
+            if paths == "relative":
+                return t.path or t.source   # a row stored before paths were is named by its absolute path
+            return url_for("library_audio", track_id=t.id, _external=True)
+
+        body = m3u8(f"More like {display_name(track)}", tracks, location)
+        return Response(body, content_type=f"{M3U_MIMETYPE}; charset=utf-8",
+                        headers={"Content-Disposition": content_disposition("more-like-this.m3u8", "attachment")})
 
     @app.get("/api/health")
     def health():

@@ -190,7 +190,9 @@ def test_a_long_song_is_analysed_from_its_spans_as_from_all_of_it(client, monkey
 def test_an_upload_of_a_library_track_is_named_and_not_picked(client, folders):
     flac = (folders["AUDIO"] / "jazz" / "jazz.demo02.flac").read_bytes()
     body = post(client, "/api/analyze", flac, name="whatever.flac").get_json()
-    assert body["match"] == {"id": "jazz.demo02", "genre": "jazz"} and body["excerpt"] is False
+    assert {k: body["match"][k] for k in ("id", "genre", "title", "artist")} == {
+        "id": "jazz.demo02", "genre": "jazz", "title": "jazz.demo02", "artist": ""}   # untagged: its file name
+    assert body["excerpt"] is False
     assert "jazz.demo02" not in [p["id"] for p in body["recommendations"]]
     assert len(body["recommendations"]) == 3 and body["picks_genre"] == "jazz"
     assert body["recommendations"][0]["genre"] == "jazz"   # the other jazz clip, whatever the model hears
@@ -237,7 +239,8 @@ def test_the_result_page(client, song):
     # The heading is the answer, with the same percentage as its bar.
     heading = re.search(r"<h1.*?</h1>", html, re.S).group(0)
     assert bars[0][0] in heading and f"{bars[0][1]} %" in heading
-    picks = re.findall(r'<span class="pick-id">([\w.-]+)</span>.*?Closer than <strong>(\d+) %</strong> of the library.*?'
+    picks = re.findall(r'<span class="pick-id"><span class="pick-title">([\w.-]+)</span></span>.*?'
+                       r'Closer than <strong>(\d+) %</strong> of the library.*?'
                        r'<span class="pick-len">.*?([0-9]+:[0-9]{2})</span>.*?'
                        r'<audio controls preload="metadata" src="([^"]+)"\s+aria-label="([^"]+)"', html, re.S)
     assert len(picks) == 3 and all(src == f"/audio/{pick}" and f"pick, {pick} (" in label

@@ -125,8 +125,12 @@ def test_the_service_serves_a_store_without_log_mels_as_it_serves_one_with_them(
     for keep in (True, False):
         ingest(clips, tmp_path / str(keep), workers=2, progress=False, log_mel=keep)
         libraries[keep] = Library(Store(tmp_path / str(keep)), classifier, weights)
-    with pytest.raises(StoreError, match="--keep-mel"):
-        Library(Store(tmp_path / "False"), classifier, weights, features="embedding")
+    # The embedding space is served from each row's stored embedding: log-mels or not, the same picks.
+    embedding = {keep: Library(Store(tmp_path / str(keep)), classifier, weights, features="embedding")
+                 for keep in (True, False)}
+    for track in libraries[True].tracks[::5]:
+        assert [r.track.id for r in embedding[True].similar(track.id, 3)] == \
+               [r.track.id for r in embedding[False].similar(track.id, 3)]
     for track in libraries[True].tracks[::4]:
         full, rows = (libraries[keep].analyse(decode(track.source)) for keep in (True, False))
         assert rows.match is not None and rows.match.id == track.id == full.match.id

@@ -50,14 +50,16 @@ def test_finds_gtzan_in_its_real_layouts(tmp_path, layout):
     assert passed == []
 
 
-def test_loose_files_duplicates_and_non_audio(tmp_path):
+def test_loose_files_repeated_names_and_non_audio(tmp_path):
     make_collection(tmp_path, genres=("jazz",), per_genre=1)
     write_audio(tmp_path / "loose.flac", tone(2.0), 22050)
-    write_audio(tmp_path / "jazz" / "album" / "jazz.00000.flac", tone(2.0), 22050)  # same id, nested
+    write_audio(tmp_path / "jazz" / "album" / "jazz.00000.flac", tone(2.0), 22050)  # same name, nested
     (tmp_path / "jazz" / "notes.txt").write_text("liner notes")
     candidates, passed = discover(tmp_path)
-    assert {(c.genre, c.id) for c in candidates} == {("jazz", "jazz.00000"), (UNSORTED, "loose")}
-    assert len(passed) == 1 and "duplicate id" in passed[0][1]
+    # No file is lost to a repeated name: the one nearest the top keeps its name, the other its path.
+    assert {(c.genre, c.id) for c in candidates} == {("jazz", "jazz.00000"), ("jazz", "jazz~album~jazz.00000"),
+                                                     (UNSORTED, "loose")}
+    assert passed == []
 
 
 def test_builds_stores_per_genre_and_a_rerun_stores_nothing(tmp_path):

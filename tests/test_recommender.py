@@ -185,9 +185,11 @@ def test_the_demo_library_is_known_as_such(store, tmp_path):
     assert not is_demo(Store(tmp_path / "data"))   # the same clips, indexed from elsewhere
 
 
-def test_embeddings_are_cached_beside_the_store(store, classifier):
-    Library(store, classifier, WEIGHTS, features="embedding")
-    assert list((store.root / "embeddings").glob("*.npz"))
+def test_the_embedding_space_reads_the_stored_embeddings(store, classifier, monkeypatch):
+    # No log-mel is read and nothing is computed: preprocess.py stored each track's mean embedding.
+    monkeypatch.setattr("model.service.library.patch_embeddings", lambda *a, **k: pytest.fail("computed"))
+    library = Library(store, classifier, WEIGHTS, features="embedding")
+    assert len(library.similar(store.tracks()[0].id, 3)) == 3 and not (store.root / "embeddings").exists()
 
 
 @pytest.fixture(scope="module")

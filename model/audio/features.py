@@ -136,6 +136,12 @@ def excerpt_span(n_samples: int) -> tuple[int, int]:
     return start, start + length
 
 
+def analysis_spans(n_samples: int) -> list[tuple[int, int]]:
+    """The [start, stop) 16 kHz samples of a track of `n_samples` that an analysis reads: the network's
+    patches and the middle excerpt (its chromagram and fingerprints)."""
+    return patch_spans(n_samples) + [excerpt_span(n_samples)]
+
+
 def fill_patch(mel: np.ndarray, loop: bool = False) -> np.ndarray:
     """A log-mel shorter than a patch, made one patch long: zero-padded at its end (zero is silence
     in this log scale; the musicnn wheel does this), or with `loop` repeated from its start, which

@@ -103,7 +103,8 @@ class FingerprintIndex:
 
     def fit(self, fingerprints: list[Fingerprint]) -> "FingerprintIndex":
         hashes = np.concatenate([f.hashes for f in fingerprints]) if fingerprints else np.zeros(0, np.uint32)
-        rows = np.repeat(np.arange(len(fingerprints)), [len(f.hashes) for f in fingerprints])
+        # int32 rows: 12 bytes per library hash held instead of 16 (2,400 hashes a 4-minute song in a compact store).
+        rows = np.repeat(np.arange(len(fingerprints), dtype=np.int32), [len(f.hashes) for f in fingerprints])
         times = np.concatenate([f.times for f in fingerprints]) if fingerprints else np.zeros(0, np.int32)
         order = np.argsort(hashes, kind="stable")
         self.hashes_, self.rows_, self.times_ = hashes[order], rows[order], times[order]

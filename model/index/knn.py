@@ -98,18 +98,21 @@ class GenreKnn:
         order = np.argsort(distances, kind="stable")[:wanted]
         return [Pick(int(rows[i]), float(distances[i])) for i in order]
 
-    def query(self, x: np.ndarray, genre_order: Sequence[str] = (), exclude: Collection[int] = ()) -> list[Pick]:
+    def query(self, x: np.ndarray, genre_order: Sequence[str] = (), exclude: Collection[int] = (),
+              k: int | None = None) -> list[Pick]:
         """The k nearest library rows to the vector `x` (fewer only when the library holds fewer),
-        leaving out the rows in `exclude`. `genre_order` ranks genres, most probable first."""
+        leaving out the rows in `exclude`. `genre_order` ranks genres, most probable first; `k`: how
+        many (default: the index's own k)."""
         x = np.asarray(x, dtype=np.float64).ravel()
         exclude = set(exclude)
+        k = k or self.k
         if self.scope == "library":
-            return self._nearest("", x, self.k, exclude)
+            return self._nearest("", x, k, exclude)
         picks: list[Pick] = []
         ranked = [g for g in genre_order if g in self.rows_]
         for genre in ranked:
-            picks += self._nearest(genre, x, self.k - len(picks), exclude)
-            if len(picks) == self.k:
+            picks += self._nearest(genre, x, k - len(picks), exclude)
+            if len(picks) == k:
                 return picks
-        rest = [p for g in self.rows_ if g not in ranked for p in self._nearest(g, x, self.k - len(picks), exclude)]
-        return picks + sorted(rest, key=lambda p: p.distance)[:self.k - len(picks)]
+        rest = [p for g in self.rows_ if g not in ranked for p in self._nearest(g, x, k - len(picks), exclude)]
+        return picks + sorted(rest, key=lambda p: p.distance)[:k - len(picks)]

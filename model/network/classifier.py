@@ -66,10 +66,11 @@ class GenreClassifier:
 
     @classmethod
     def load(cls, weights_dir: Path = DEFAULT_WEIGHTS_DIR, runtime: str | None = None,
-             alone: bool = False) -> "GenreClassifier":
+             alone: bool = False, threads: int | None = None) -> "GenreClassifier":
         """The classifier in `weights_dir`, on `runtime` (one of RUNTIMES; default: $SOUNDALIKE_RUNTIME, else onnx).
         `alone`: nothing else computes while the network does (a command, not the service): on ONNX
-        Runtime its threads then wait for the next node by spinning."""
+        Runtime its threads then wait for the next node by spinning. `threads`: ONNX Runtime's threads
+        (default: one per core; a preprocess worker, one of one per core, takes 1)."""
         from model.service.settings import from_env
 
         runtime = runtime or from_env().runtime
@@ -82,7 +83,8 @@ class GenreClassifier:
         if runtime == "onnx":
             from model.network.onnx_runtime import OnnxNetwork
 
-            return cls(OnnxNetwork.load(weights_dir, info, alone=alone), head_input, unsure_below=unsure_below)
+            return cls(OnnxNetwork.load(weights_dir, info, threads=threads, alone=alone), head_input,
+                       unsure_below=unsure_below)
         from model.network.keras_runtime import KerasNetwork
         from model.network.tensorflow_import import import_tensorflow
 

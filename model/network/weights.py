@@ -42,3 +42,9 @@ def atomic_save_weights(model: keras.Model, target: Path) -> None:
 def file_digest(path: Path) -> str:
     """Short sha256 of a file: names the weights that cached embeddings were computed with."""
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def network_digest(weights_dir: Path) -> str:
+    """"<backbone digest>-<head digest>": names the weights a stored embedding (the backbone's) and genre
+    probabilities (the head's) were computed with, so that new weights are seen."""
+    return f"{file_digest(Path(weights_dir) / BACKBONE_FILE)}-{file_digest(Path(weights_dir) / HEAD_FILE)}"

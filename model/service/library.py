@@ -6,7 +6,8 @@ It reads only `Library.spans` of an upload, so a long one need be decoded only t
 An upload the fingerprints recognise as a library track (all of it, or an excerpt: `Analysis.match`) is
 named, and its picks are searched in that track's genre; library tracks found inside a longer upload (a
 medley, a mix: `Analysis.contains`) are listed with their times. Neither is ever picked, nor is a library
-track shorter than `min_pick_s`: picks are songs, not snippets.
+track shorter than `min_pick_s`: picks are songs, not snippets. `Library.similar` ("more like this" from a
+library track) picks by the same rules.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from model.audio.decoding import Audio, resample
-from model.audio.features import chromagram, excerpt_span, patch_spans
+from model.audio.features import analysis_spans, chromagram, excerpt_span, patch_spans
 from model.index.ann import IndexMismatch, load_index
 from model.index.build import fit_index, index_key, index_path
 from model.index.explain import Reason, aspects, closeness, reasons, sample_rows
@@ -107,6 +108,7 @@ class Library:
         self._by_hash: dict[str, list[int]] = {}
         for row, track in enumerate(self.tracks):
             self._by_hash.setdefault(track.content_hash, []).append(row)
+        self._row_of = {track.id: row for row, track in enumerate(self.tracks)}
         # Each track's chroma summary and fingerprint are columns of the store's rows: no features file is read.
         self.copies = FingerprintIndex().fit(store.fingerprints(self.tracks))
         # The index saved beside the store (python -m model.index.build) if it was built for these tracks and settings.
@@ -136,7 +138,16 @@ class Library:
         return (scaled / self.scaler.factor_[i] * self.scaler.scale_[i] + self.scaler.mean_[i])[:, :N_CHROMA]
 
     def _embeddings(self, weights_dir: Path) -> np.ndarray:
-        # The mean over the same patches that `GenreClassifier.analyse` looks at in a request.
+        # Stored by preprocess.py with each track (the mean over the patches `GenreClassifier.analyse` looks
+        # at in a request), where every row holds one computed with these weights' backbone.
+        backbone = file_digest(weights_dir / BACKBONE_FILE)
+        stored = self.store.vectors(self.tracks, "embedding")
+        if all(e is not None and t.network.split("-")[0] == backbone for e, t in zip(stored, self.tracks)):
+            return np.array(stored)
+        if not self.store.keeps_mel:
+            raise StoreError(f"the store at {self.store.root} holds no embedding of these weights for some tracks, "
+                             "and no log-mels to compute them from: re-run preprocess.py on the collection (it "
+                             "analyses again what it must)")
         per_track = patch_embeddings(self.store, self.tracks, lambda batch: self.classifier.analyse_patches(batch)[1],
                                      file_digest(weights_dir / BACKBONE_FILE), MAX_PATCHES,
                                      loop=self.classifier.head_input.loop_short)
@@ -157,7 +168,7 @@ class Library:
     def spans(n_samples: int) -> list[tuple[int, int]]:
         """The [start, stop) 16 kHz samples of an upload of `n_samples` that `analyse` reads: the network's
         patches and the middle excerpt (its chromagram and fingerprints)."""
-        return patch_spans(n_samples) + [excerpt_span(n_samples)]
+        return analysis_spans(n_samples)
 
     @staticmethod
     def searched(n_samples: int) -> list[tuple[int, int]]:
@@ -192,6 +203,38 @@ class Library:
         end = min(duration_s, start + track.duration_s)
         return Contained(track, round(float(max(0.0, start)), 2), round(float(end), 2))
 
+    def row(self, track_id: str) -> int | None:
+        """The library row of the track `track_id`, or None."""
+        return self._row_of.get(track_id)
+
+    def similar(self, track_id: str, n: int) -> list[Recommendation]:
+        """"More like this": the `n` library tracks nearest the library track `track_id`, by the picks' rules
+        (its genre searched first, then the genres the classifier found next most likely for it; never
+        a copy of the same audio, nor a track shorter than `min_pick_s`)."""
+        row = self._row_of[track_id]
+        track = self.tracks[row]
+        probabilities = self.store.vectors([track], "probabilities")[0]
+        order = [track.genre] + ([] if probabilities is None else
+                                 [self.classifier.genres[i] for i in np.argsort(-probabilities, kind="stable")])
+        x = self.index.X_[row].astype(np.float64)
+        return self._recommend(x, list(dict.fromkeys(order)), self._by_hash[track.content_hash], self._keys[row], n)
+
+    def _recommend(self, query: np.ndarray, genre_order: list[str], left_out: list[int], key: Key | None,
+                   k: int | None = None) -> list[Recommendation]:
+        """The `k` picks (default: the index's k) for `query`, a row of the index's space, searched in
+        `genre_order` (most likely first): never a row of `left_out` nor a track too short to pick, each
+        with how much closer it is than the rest of the library and why it was picked (`key`: the query's)."""
+        picks = self.index.query(query, genre_order, exclude=list(dict.fromkeys(left_out + self._too_short)), k=k)
+        eligible = self._pickable.copy()
+        eligible[left_out] = False
+        percentiles, shares = closeness(query, self.index.X_, [p.index for p in picks],
+                                        sample_rows(len(self.tracks), eligible), self._aspects)
+        # With scope "library" a pick from another genre is no fall-back, so only "same genre" is said.
+        ranked = genre_order if self.scope == "genre" else genre_order[:1]
+        return [Recommendation(self.tracks[p.index], p.distance, 1.0 / (1.0 + p.distance), pct,
+                               reasons(self.tracks[p.index].genre, ranked, share, self._keys[p.index], key))
+                for p, pct, share in zip(picks, percentiles, shares)]
+
     def analyse(self, audio: Audio) -> Analysis:
         y = resample(audio.samples, audio.sample_rate)
         # The chromagram (for the key, and the search where it uses chroma) and the fingerprint (both of the
@@ -217,24 +260,12 @@ class Library:
         order_for_picks = genres if match is None else [match.genre] + [g for g in genres if g != match.genre]
         summary = chroma_summary(chroma.result())
         query = self.scaler.transform(self._blocks(lambda: summary, lambda: embedding))[0]
-        excluded = list(dict.fromkeys(same + inside + self._too_short))
-        picks = self.index.query(query, order_for_picks, exclude=excluded)
-        eligible = self._pickable.copy()
-        eligible[same + inside] = False
-        rows = [p.index for p in picks]
-        percentiles, shares = closeness(query, self.index.X_, rows, sample_rows(len(self.tracks), eligible),
-                                        self._aspects)
-        # With scope "library" a pick from another genre is no fall-back, so only "same genre" is said.
-        ranked = order_for_picks if self.scope == "genre" else order_for_picks[:1]
         key = estimate_key(summary[:N_CHROMA])
         return Analysis(
             genre=genres[0],
             probabilities={g: float(probs[i]) for g, i in zip(genres, order)},
             match=match,
-            recommendations=[
-                Recommendation(self.tracks[p.index], p.distance, 1.0 / (1.0 + p.distance), pct,
-                               reasons(self.tracks[p.index].genre, ranked, share, self._keys[p.index], key))
-                for p, pct, share in zip(picks, percentiles, shares)],
+            recommendations=self._recommend(query, order_for_picks, same + inside, key),
             duration_s=audio.duration_s,
             truncated=audio.truncated,
             unsure_reason=self.classifier.unsure(probs, audio.duration_s),

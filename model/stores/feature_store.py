@@ -5,12 +5,20 @@ everything was computed with.
     DATA/manifest.json                     format, feature and fingerprint parameters, library versions, log_mel
     DATA/<genre>/part-<n>.parquet          one row per track: id, source, duration_s, content_hash,
                                            chroma_summary (3 * N_CHROMA float64), fingerprint_hashes (uint32 list),
-                                           fingerprint_times (int32 list)
+                                           fingerprint_times (int32 list); and (rows written since tags and
+                                           rescans came: null in older shards) path, title, artist, album,
+                                           track_no, year, route, size, mtime_ns, network, probabilities
+                                           (float32 list, one per genre), embedding (float32 list), written_ns,
+                                           removed
     DATA/<genre>/features/<id>.npz         mel (frames, N_MELS), chroma (N_CHROMA, frames): only with log_mel
 
-A row is about 8 kB (the fingerprint, mostly) where the features file of a 30 s clip is 0.75 MB, so a
-catalogue of millions of tracks is kept without the features files (`log_mel` false): the service
-serves it (chroma summaries, fingerprints), while training and the network's embedding space need them.
+A row is about 8 kB for a 30 s clip and 60-70 kB for a 4-minute song (the fingerprint, mostly) where the
+features file of a 30 s clip is 0.75 MB (a 4-minute song's, 5.6 MB), so a collection is kept without the
+features files (`log_mel` false) unless it trains the network: the service serves it (chroma summaries,
+fingerprints, the stored embedding), while training needs the log-mels.
+
+A track's latest row wins (`written_ns`, across genres: a re-analysed track may move genre); a row with
+`removed` set says its track is gone. So a rescan changes a store by adding rows, and shards stay immutable.
 
 Rows are buffered by the writer and written as one new shard per genre at most FLUSH_S after they
 were computed: a temporary file, renamed, after every features file it names. So a writer killed at
@@ -21,6 +29,7 @@ A store of format 1 (a tracks.csv table per genre; feature version 1) is refused
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import re
@@ -51,22 +60,35 @@ FLUSH_S = 1.0
 # stay as they are (a merge of those would rewrite gigabytes to save a few files).
 MERGE_AT = 8
 SHARD_ROWS = 50_000
-_TRACK_COLUMNS = ["id", "source", "duration_s", "content_hash"]
+_TAG_FIELDS = [("path", pa.string()), ("title", pa.string()), ("artist", pa.string()), ("album", pa.string()),
+               ("track_no", pa.int32()), ("year", pa.int32()), ("route", pa.string()), ("size", pa.int64()),
+               ("mtime_ns", pa.int64()), ("network", pa.string()), ("written_ns", pa.int64())]
+_TRACK_COLUMNS = ["id", "source", "duration_s", "content_hash", *(name for name, _ in _TAG_FIELDS)]
 SCHEMA = pa.schema([
     ("id", pa.string()), ("source", pa.string()), ("duration_s", pa.float64()), ("content_hash", pa.string()),
     ("chroma_summary", pa.list_(pa.float64(), SUMMARY_SIZE)),
     ("fingerprint_hashes", pa.list_(pa.uint32())), ("fingerprint_times", pa.list_(pa.int32())),
+    *_TAG_FIELDS,
+    ("probabilities", pa.list_(pa.float32())), ("embedding", pa.list_(pa.float32())), ("removed", pa.bool_()),
 ])
+_STRING_FIELDS = {name for name, kind in _TAG_FIELDS if kind == pa.string()}
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # The numeric types of SCHEMA's columns (list offsets are int32), as numpy reads them.
 _NUMPY_TYPES = {pa.float64(): np.dtype(np.float64), pa.uint32(): np.dtype(np.uint32), pa.int32(): np.dtype(np.int32)}
 
 
 def _read_shard(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """`columns` (default: all of SCHEMA) of a shard; those a shard written before them lacks are nulls."""
     # A ParquetFile, not pq.read_table: that one goes through pyarrow.dataset, whose import pulls in
     # pandas (0.7 s of the service's start).
+    wanted = columns or SCHEMA.names
     with pq.ParquetFile(path) as f:
-        return f.read(columns=columns)
+        present = set(f.schema_arrow.names)
+        table = f.read(columns=[c for c in wanted if c in present])
+    for name in wanted:
+        if name not in present:
+            table = table.append_column(SCHEMA.field(name), pa.nulls(table.num_rows, SCHEMA.field(name).type))
+    return table.select(wanted)
 
 
 def _shard_rows(path: Path) -> int:
@@ -78,13 +100,24 @@ class StoreError(RuntimeError):
     """A store that is missing, damaged, or built with other parameters."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)   # slots: 10^5 tracks are held by the service
 class Track:
     id: str
     genre: str
     source: str          # absolute path of the audio file it was computed from
     duration_s: float
     content_hash: str    # model.audio.decoding.Audio.content_hash
+    path: str = ""       # relative to the collection it was found in, '/'-separated ("": an older row)
+    title: str = ""      # tags (model.audio.tags), "" where the file has none
+    artist: str = ""
+    album: str = ""
+    track_no: int | None = None
+    year: int | None = None
+    route: str = ""      # how its genre was chosen: "folder", "tag" or "model" ("": an older row)
+    size: int | None = None        # the file's bytes and modification time when it was analysed: a rescan
+    mtime_ns: int | None = None    # re-analyses it when either changes (None: an older row, left as it is)
+    network: str = ""    # model.network digests of the weights its embedding and probabilities came from
+    written_ns: int = 0  # when the row was written: a track's latest row wins
 
 
 @dataclass(frozen=True)
@@ -93,6 +126,9 @@ class Entry:
     track: Track
     chroma_summary: np.ndarray   # (SUMMARY_SIZE,) float64, model.index.knn.chroma_summary
     fingerprint: Fingerprint     # model.index.fingerprint.fingerprint of its log-mel
+    probabilities: np.ndarray | None = None   # (genres,) float32: the classifier's, over model.params.GENRES
+    embedding: np.ndarray | None = None       # (EMBEDDING_DIM,) float32: the network's mean embedding
+    removed: bool = False                     # a tombstone: the track is gone
 
 
 def safe_name(text: str) -> str:
@@ -135,6 +171,9 @@ def _table(entries: list[Entry]) -> pa.Table:
         offsets = np.cumsum([0] + [len(a) for a in arrays]).astype(np.int32)
         return pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate(arrays).astype(dtype)))
 
+    def optional(arrays: list[np.ndarray | None]) -> pa.Array:
+        return pa.array([None if a is None else np.asarray(a, np.float32) for a in arrays], pa.list_(pa.float32()))
+
     tracks = [e.track for e in entries]
     summaries = np.concatenate([np.asarray(e.chroma_summary, np.float64) for e in entries])
     return pa.Table.from_arrays([
@@ -142,13 +181,29 @@ def _table(entries: list[Entry]) -> pa.Table:
         pa.array([t.duration_s for t in tracks], pa.float64()), pa.array([t.content_hash for t in tracks], pa.string()),
         pa.FixedSizeListArray.from_arrays(pa.array(summaries), SUMMARY_SIZE),
         lists([e.fingerprint.hashes for e in entries], np.uint32), lists([e.fingerprint.times for e in entries], np.int32),
+        *(pa.array([getattr(t, name) for t in tracks], kind) for name, kind in _TAG_FIELDS),
+        optional([e.probabilities for e in entries]), optional([e.embedding for e in entries]),
+        pa.array([e.removed for e in entries], pa.bool_()),
     ], schema=SCHEMA)
 
 
-def _first_of_each_id(table: pa.Table) -> pa.Table:
-    """Rows with an id seen before dropped: a merge killed before it removed its inputs leaves rows twice."""
-    _, first = np.unique(np.asarray(table.column("id").to_pylist(), dtype=object), return_index=True)
-    return table.take(np.sort(first)) if len(first) < table.num_rows else table
+def _latest_of_each_id(table: pa.Table) -> pa.Table:
+    """Each id's latest row only (the first of equals): a merge killed before it removed its inputs
+    leaves rows twice, and a re-analysed track has an older row. Tombstones stay: an older row of their
+    track may be in another shard."""
+    latest: dict[str, tuple[int, int]] = {}
+    written = table.column("written_ns").to_pylist()
+    for row, track_id in enumerate(table.column("id").to_pylist()):
+        if track_id not in latest or (written[row] or 0) > latest[track_id][0]:
+            latest[track_id] = (written[row] or 0, row)
+    rows = sorted(row for _, row in latest.values())
+    return table.take(rows) if len(rows) < table.num_rows else table
+
+
+def _track(genre: str, row: dict) -> Track:
+    values = {k: ("" if v is None and k in _STRING_FIELDS else v) for k, v in row.items()}
+    values["written_ns"] = values.get("written_ns") or 0
+    return Track(genre=genre, **values)
 
 
 class Store:
@@ -212,14 +267,22 @@ class Store:
     def _load_tables(self) -> None:
         self._tables: dict[str, dict[str, Track]] = {}
         self._rows: dict[str, dict[Path, int]] = {}   # rows per shard, for merging
+        self._last_written = 0
         genres = sorted({p.parent.name for p in self.root.glob(f"*/{SHARD_PREFIX}*{SHARD_SUFFIX}")})
+        latest: dict[str, tuple[Track, bool]] = {}    # each id's latest row, across genres; is it a tombstone
         for genre in genres:
-            table: dict[str, Track] = {}
-            for part in self._read(genre, _TRACK_COLUMNS):
+            self._tables[genre] = {}
+            for part in self._read(genre, [*_TRACK_COLUMNS, "removed"]):
                 for row in part.to_pylist():
-                    table.setdefault(row["id"], Track(genre=genre, **row))
-            self._tables[genre] = table
+                    removed = bool(row.pop("removed"))
+                    track = _track(genre, row)
+                    if track.id not in latest or track.written_ns > latest[track.id][0].written_ns:
+                        latest[track.id] = (track, removed)
+                    self._last_written = max(self._last_written, track.written_ns)
             self._rows[genre] = {p: _shard_rows(p) for p in self._shard_paths(genre)}
+        for track, removed in latest.values():
+            if not removed:
+                self._tables[track.genre][track.id] = track
 
     # Reading
 
@@ -245,14 +308,18 @@ class Store:
     def _columns(self, converts: dict[str, Callable[[pa.ChunkedArray], list]], tracks: list[Track]) -> list[list]:
         """Columns' values for `tracks`, in their order, read in one pass over the shards: one list per
         column of `converts`, which maps each column's name to how a shard's column becomes a list."""
-        by_id: dict[tuple[str, str], list] = {}
+        # A track's row in its genre is the latest there (an older one is of a file since changed).
+        by_id: dict[tuple[str, str], tuple[int, list]] = {}
         for genre in sorted({t.genre for t in tracks}):
-            for part in self._read(genre, ["id", *converts]):
+            for part in self._read(genre, ["id", "written_ns", *converts]):
                 values = [convert(part.column(name)) for name, convert in converts.items()]
-                for track_id, *row in zip(part.column("id").to_pylist(), *values):
-                    by_id.setdefault((genre, track_id), row)
+                written = part.column("written_ns").to_pylist()
+                for track_id, written_ns, *row in zip(part.column("id").to_pylist(), written, *values):
+                    key = (genre, track_id)
+                    if key not in by_id or (written_ns or 0) > by_id[key][0]:
+                        by_id[key] = (written_ns or 0, row)
         try:
-            rows = [by_id[(t.genre, t.id)] for t in tracks]
+            rows = [by_id[(t.genre, t.id)][1] for t in tracks]
         except KeyError as error:
             raise StoreError(f"no row for {error.args[0]} in the store at {self.root}") from None
         return [[row[i] for row in rows] for i in range(len(converts))]
@@ -267,6 +334,14 @@ class Store:
         """Each track's fingerprint (`model.index.fingerprint.fingerprint` of its log-mel)."""
         hashes, times = self._columns({"fingerprint_hashes": _lists, "fingerprint_times": _lists}, tracks)
         return [Fingerprint(h, t) for h, t in zip(hashes, times)]
+
+    def vectors(self, tracks: list[Track], name: str) -> list[np.ndarray | None]:
+        """Each track's stored `name` ("embedding" or "probabilities"), float32; None where its row has none."""
+        def arrays(column: pa.ChunkedArray) -> list[np.ndarray | None]:
+            return [None if v is None else np.asarray(v, np.float32) for v in column.to_pylist()]
+
+        [rows] = self._columns({name: arrays}, tracks)
+        return rows
 
     def features_path(self, genre: str, track_id: str) -> Path:
         return self.root / genre / FEATURES / f"{track_id}.npz"
@@ -334,10 +409,25 @@ class Store:
             raise StoreError(f"no features written for {track.genre}/{track.id}")
         if np.shape(entry.chroma_summary) != (SUMMARY_SIZE,):
             raise ValueError(f"a chroma summary has {SUMMARY_SIZE} values, not {np.shape(entry.chroma_summary)}")
-        self._tables.setdefault(track.genre, {})[track.id] = track
-        self._pending.setdefault(track.genre, []).append(entry)
+        written = self._enter(entry)
+        self._tables.setdefault(track.genre, {})[track.id] = written
+
+    def remove(self, track: Track) -> None:
+        """Take a track out of the store: a row saying so is written with the next shard."""
+        tombstone = Track(track.id, track.genre, track.source, 0.0, "", path=track.path)
+        self._enter(Entry(tombstone, np.zeros(SUMMARY_SIZE), Fingerprint(np.zeros(0, np.uint32), np.zeros(0, np.int32)),
+                          removed=True))
+
+    def _enter(self, entry: Entry) -> Track:
+        # Later than every row before it, whatever the clock does: a track's latest row wins.
+        self._last_written = max(time.time_ns(), self._last_written + 1)
+        entry = dataclasses.replace(entry, track=dataclasses.replace(entry.track, written_ns=self._last_written))
+        for table in self._tables.values():   # a re-analysed track may have moved genre
+            table.pop(entry.track.id, None)
+        self._pending.setdefault(entry.track.genre, []).append(entry)
         if time.monotonic() - self._flushed_at >= FLUSH_S:
             self.flush()
+        return entry.track
 
     def flush(self) -> None:
         """Write the rows added since the last flush: one new shard per genre."""
@@ -368,7 +458,7 @@ class Store:
             if not full:
                 return
             parts = full[0]
-            merged = _first_of_each_id(pa.concat_tables([_read_shard(p) for p in parts]))
+            merged = _latest_of_each_id(pa.concat_tables([_read_shard(p) for p in parts]))
             self._write_shard(genre, merged)   # before its parts go: a kill in between leaves rows twice
             for path in parts:
                 path.unlink()

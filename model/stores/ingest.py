@@ -1,57 +1,154 @@
-"""Building a feature store from a music collection, on every core (or a Ray cluster), resumable at any point."""
+"""Building a feature store from a music collection, on every core (or a Ray cluster), resumable at any point.
+
+Each track is decoded once; its chromagram summary, fingerprint, tags, and the network's genre
+probabilities and mean embedding are stored (its full log-mel too, where the store keeps them). Its genre
+comes from its folder, its genre tag or the classifier (`place`). A re-run is a rescan: what is new is
+stored, what changed (size or modification time, or the network's weights) is analysed again, what is
+gone is removed, and the rest is left as it is.
+"""
 from __future__ import annotations
 
+import hashlib
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from model.audio.decoding import AudioError, decode
-from model.audio.features import track_features
+from model.audio.features import analysis_spans, chromagram, excerpt_span, log_mel, patches, track_features
+from model.audio.tags import read_tags
 from model.index.fingerprint import fingerprint
 from model.index.knn import chroma_summary
+from model.network.classifier import GenreClassifier
+from model.network.weights import network_digest
+from model.params import GENRES, MAX_PATCHES
 from model.progress import Progress
 from model.stores import local_engine
-from model.stores.collection import Candidate, discover
-from model.stores.engine import Result, Run
-from model.stores.feature_store import Entry, Store, Track
+from model.stores.collection import Candidate, discover, genre_root, walk
+from model.stores.engine import Job, Result, Run
+from model.stores.feature_store import MANIFEST, Entry, Store, Track
+from model.stores.genre_names import genre_of
+from model.stores.gtzan_names import GTZAN_ID
+
+ROUTE_WORDS = {"folder": "by folder", "tag": "by genre tag", "model": "by the classifier"}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 @dataclass
 class Summary:
-    stored: int = 0
-    already: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
-    truncated: list[str] = field(default_factory=list)             # stored on what decodes of them
+    stored: int = 0       # tracks new to the store
+    updated: int = 0      # tracks analysed again (`why_updated` says why)
+    removed: int = 0      # tracks whose file is gone (or no longer decodes)
+    already: int = 0      # tracks left as they were
+    skipped: list[tuple[str, str]] = field(default_factory=list)       # (path, reason): audio files not stored
+    passed_over: list[tuple[str, str]] = field(default_factory=list)   # (path, reason): hidden files, links, FIFOs...
+    truncated: list[str] = field(default_factory=list)                 # stored on what decodes of them
+    routes: Counter = field(default_factory=Counter)                   # how the analysed tracks' genres were chosen
+    why_updated: Counter = field(default_factory=Counter)
+    other_files: int = 0        # files that are not audio by their extension (covers, notes, playlists)
+    links_followed: int = 0     # links out of the collection, followed once
     seconds: float = 0.0
 
     def report(self) -> str:
-        rate = self.stored / self.seconds if self.seconds > 0 else 0.0
-        lines = [f"stored {self.stored} tracks, {self.already} already stored, {len(self.skipped)} skipped, "
-                 f"in {self.seconds:.1f} s ({rate:.1f} tracks/s)"]
+        rate = (self.stored + self.updated) / self.seconds if self.seconds > 0 else 0.0
+        lines = [f"stored {_plural(self.stored, 'track')}, updated {self.updated}, removed {self.removed}, "
+                 f"{self.already} already stored, {len(self.skipped)} skipped, in {self.seconds:.1f} s "
+                 f"({rate:.1f} tracks/s)"]
+        if self.routes:
+            lines.append("genres of the tracks analysed: " + ", ".join(
+                f"{self.routes[r]} {ROUTE_WORDS[r]}" for r in ROUTE_WORDS if self.routes[r]))
+        if self.why_updated:
+            lines.append("updated: " + ", ".join(f"{n} {why}" for why, n in self.why_updated.most_common()))
+        if self.links_followed:
+            lines.append(f"followed {_plural(self.links_followed, 'link')} out of the collection (once each)")
         lines += [f"  skipped {path}: {reason}" for path, reason in self.skipped]
         lines += [f"  truncated {path}: stored on what decodes of it" for path in self.truncated]
+        lines += [f"  passed over {path}: {reason}" for path, reason in self.passed_over]
         return "\n".join(lines)
 
 
-def process(mel_root: Path | None, candidate: Candidate) -> tuple[Entry, bool]:
-    """Decode one file once and compute its store row (and, given `mel_root`, write its full features
-    file under it); raises AudioError for bad audio. The one per-track function of every engine.
-    Returns the row and whether the file broke off (what decoded of it is stored)."""
-    audio = decode(candidate.path)
-    features = track_features(audio.samples)
-    if mel_root is not None:
-        Store.write_features_at(mel_root, candidate.genre, candidate.id, **features)
-    track = Track(id=candidate.id, genre=candidate.genre, source=str(candidate.path),
-                  duration_s=round(audio.duration_s, 3), content_hash=audio.content_hash)
-    return Entry(track, chroma_summary(features["chroma"]), fingerprint(features["mel"])), audio.truncated
+_classifiers: dict[Path, GenreClassifier] = {}   # per process: loaded on its first track
 
 
-def attempt(mel_root: Path | None, candidate: Candidate) -> Result:
+def _classifier(weights_dir: Path) -> GenreClassifier:
+    if weights_dir not in _classifiers:
+        # One thread: a worker is one of one per core.
+        _classifiers[weights_dir] = GenreClassifier.load(weights_dir, threads=1)
+    return _classifiers[weights_dir]
+
+
+def place(folder_genre: str | None, tag: str, probabilities: np.ndarray, genres: str) -> tuple[str, str]:
+    """(genre, route) of a track under the route `genres`: its folder's genre (`folders`, or `auto` where a
+    folder is named like a genre), else its genre tag where it maps to one of the ten (`auto`, `tags`),
+    else the classifier's most probable genre."""
+    if folder_genre is not None and genres in ("folders", "auto"):
+        return folder_genre, "folder"
+    if genres in ("auto", "tags") and genre_of(tag):
+        return genre_of(tag), "tag"
+    return GENRES[int(np.argmax(probabilities))], "model"
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"file:{digest.hexdigest()}"
+
+
+def process(job: Job, candidate: Candidate) -> tuple[Entry, bool]:
+    """Decode one file once and compute its store row (and, where the store keeps them, write its full
+    features file); raises AudioError for bad audio. The one per-track function of every engine.
+    Returns the row and whether the file broke off (what decoded of it is stored).
+
+    Where the store keeps no log-mels, only what an upload's analysis reads is decoded and analysed
+    (`analysis_spans`: the network's patches and the middle excerpt; all of a clip of about 30 s): a
+    4-minute song costs about a fifth. Its fingerprint is then of the middle excerpt, which is what an
+    upload's fingerprint query is made of (a whole copy matches it), and its content hash, the file's
+    bytes' (the decoded samples' hash needs all of them)."""
+    status = candidate.path.stat()
+    classifier = _classifier(job.weights_dir)
+    if job.mel_root is None:
+        audio = decode(candidate.path, spans=analysis_spans)
+        excerpt = audio.samples[slice(*excerpt_span(len(audio.samples)))]
+        chroma, prints = chromagram(audio.samples), fingerprint(log_mel(excerpt))
+        probabilities, embedding = classifier.analyse(audio.samples)
+        content_hash = audio.content_hash or _file_hash(candidate.path)
+    else:
+        audio = decode(candidate.path)
+        features = track_features(audio.samples)
+        # The patches are cut from the log-mel computed anyway, as the embedding space's are from stored ones.
+        patch_probabilities, embeddings = classifier.analyse_patches(
+            patches(features["mel"], MAX_PATCHES, loop=classifier.head_input.loop_short))
+        probabilities, embedding = patch_probabilities / patch_probabilities.sum(), embeddings.mean(axis=0)
+        chroma, prints, content_hash = features["chroma"], fingerprint(features["mel"]), audio.content_hash
+    tags = read_tags(candidate.path)
+    genre, route = place(candidate.genre, tags.genre, probabilities, job.genres)
+    if job.mel_root is not None:
+        Store.write_features_at(job.mel_root, genre, candidate.id, **features)
+    track = Track(id=candidate.id, genre=genre, source=str(candidate.path), duration_s=round(audio.duration_s, 3),
+                  content_hash=content_hash, path=candidate.relative, title=tags.title, artist=tags.artist,
+                  album=tags.album, track_no=tags.track_no, year=tags.year, route=route, size=status.st_size,
+                  mtime_ns=status.st_mtime_ns, network=job.network)
+    return Entry(track, chroma_summary(chroma), prints, probabilities.astype(np.float32),
+                 embedding.astype(np.float32)), audio.truncated
+
+
+def attempt(job: Job, candidate: Candidate) -> Result:
     """`process`, with what makes a file unusable returned as the reason it is skipped."""
     try:
-        return process(mel_root, candidate)
+        return process(job, candidate)
     except AudioError as error:
         return str(error)
+    except PermissionError:
+        return "cannot be read (permission denied)"
+    except FileNotFoundError:
+        return "gone while the collection was read"
     except Exception as error:  # a worker must report, never die: the run goes on with the other files
         return f"failed: {type(error).__name__}: {error}"
 
@@ -67,45 +164,103 @@ def engine_run(engine: str) -> Run:
     return local_engine.run
 
 
-def ingest(source: Path, data_dir: Path, workers: int | None = None, progress: bool = True,
-           log_mel: bool | None = None, engine: str = "local", address: str | None = None) -> Summary:
-    """Store every track under `source` that `data_dir` does not hold yet.
+def looks_like_gtzan(candidates: list[Candidate]) -> bool:
+    """Every file is `<genre>/<genre>.NNNNN.ext`, as GTZAN lays its clips out."""
+    return bool(candidates) and all(
+        GTZAN_ID.fullmatch(Path(c.relative).stem) and c.relative.count("/") == 1
+        and c.relative.split("/")[0] == Path(c.relative).stem.split(".")[0] for c in candidates)
 
-    `log_mel`: keep each track's full features (default: as the store was built; a new store keeps them).
+
+def _stale(track: Track, candidate: Candidate, job: Job) -> str | None:
+    """Why a stored track must be analysed again, or None."""
+    if track.size is None:
+        return "stored before tags and embeddings were (analysed once more)"
+    status = candidate.path.stat()
+    if (status.st_size, status.st_mtime_ns) != (track.size, track.mtime_ns):
+        return "changed files"
+    if track.network != job.network:
+        return "for new network weights"
+    return None
+
+
+def ingest(source: Path, data_dir: Path, workers: int | None = None, progress: bool = True,
+           log_mel: bool | None = None, engine: str = "local", address: str | None = None,
+           genres: str = "auto", weights_dir: Path | None = None) -> Summary:
+    """Store every track under `source` that `data_dir` does not hold yet, analyse again those that
+    changed, and remove those whose file is gone.
+
+    `log_mel`: keep each track's full features (default: as the store was built; a new store keeps them
+    for a GTZAN collection, which trains the network, and not for any other collection).
+    `genres`: how tracks are placed in genres (model.stores.collection.GENRE_ROUTES).
     `engine`: "local" (processes on this machine) or "ray" (Ray Data tasks, on the Ray cluster at
     `address`, else on a local Ray started here); `workers`: processes, or concurrent Ray tasks.
+    `weights_dir`: the classifier's (default: the service's, $SOUNDALIKE_WEIGHTS_DIR).
     Raises model.stores.engine.EngineError where the engine cannot start."""
+    from model.service.settings import from_env   # the service's default weights; reads the environment
+
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     start = time.perf_counter()
-    candidates, passed_over = discover(source)
+    source = Path(source).resolve()
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source} is not a folder")
+    weights_dir = Path(weights_dir or from_env().weights_dir)
+    GenreClassifier.load(weights_dir, threads=1)   # the weights' own error now, rather than one per track
+    walked = walk(genre_root(source))
+    if log_mel is None and not (Path(data_dir) / MANIFEST).exists():
+        log_mel = looks_like_gtzan(discover(source, genres, walked=walked)[0])
     store = Store(data_dir, create=True, log_mel=log_mel)
+    job = Job(store.root if store.keeps_mel else None, genres, weights_dir, network_digest(weights_dir))
     with store.writer():
-        summary = Summary(skipped=[(str(p), reason) for p, reason in passed_over])
-        todo = []
+        summary = Summary(passed_over=[(str(p), why) for p, why in walked.passed_over],
+                          other_files=walked.other_files, links_followed=walked.links_followed)
+        by_source = {t.source: t for t in store.tracks()}
+        candidates, passed = discover(source, genres, {s: t.id for s, t in by_source.items()}, walked)
+        summary.skipped = [(str(p), why) for p, why in passed[len(walked.passed_over):]]
+        todo, updating = [], {}
         for c in candidates:
-            if store.find(c.id) is None:
-                todo.append(c)
-            else:
+            old = by_source.get(str(c.path))
+            why = None if old is None else _stale(old, c, job)
+            if old is not None and why is None:
                 summary.already += 1
-        for genre in sorted({c.genre for c in todo}):
+                continue
+            todo.append(c)
+            if old is not None:
+                updating[c.id] = (old, why)
+        found = {str(c.path) for c in candidates}
+        root = genre_root(source)
+        gone = [t for s, t in by_source.items() if s not in found and Path(s).is_relative_to(root)]
+        folder_genres = {c.genre for c in todo if c.genre is not None}
+        for genre in sorted(set(store.genres) | folder_genres | (set(GENRES) if any(c.genre is None for c in todo)
+                                                                 else set())):
             store.prepare(genre)
         bar = Progress(len(todo), label="preprocess") if progress and todo else None
 
         def record(candidate: Candidate, result: Result) -> None:
+            old, why = updating.get(candidate.id, (None, None))
             if isinstance(result, tuple):
                 entry, truncated = result
                 store.add(entry)
-                summary.stored += 1
+                summary.routes[entry.track.route] += 1
+                if old is None:
+                    summary.stored += 1
+                else:
+                    summary.updated += 1
+                    summary.why_updated[why] += 1
                 if truncated:
                     summary.truncated.append(str(candidate.path))
             else:
                 summary.skipped.append((str(candidate.path), result))
+                if old is not None:   # it no longer decodes: what was stored of it is not this file
+                    store.remove(old)
+                    summary.removed += 1
             if bar:
                 bar.update(note=candidate.id)
 
-        mel_root = store.root if store.keeps_mel else None
         if todo:
-            engine_run(engine)(attempt, mel_root, todo, record, workers, address)
+            engine_run(engine)(attempt, job, todo, record, workers, address)
+        for track in gone:
+            store.remove(track)
+            summary.removed += 1
     summary.seconds = time.perf_counter() - start
     return summary

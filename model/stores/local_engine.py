@@ -6,12 +6,11 @@ import multiprocessing.connection
 import os
 import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from pathlib import Path
 
 from model.audio import numba_cache
 from model.audio.features import warm_up
 from model.stores.collection import Candidate
-from model.stores.engine import Attempt, Record, limit_threads
+from model.stores.engine import Attempt, Job, Record, limit_threads
 
 
 def _init_worker() -> None:
@@ -28,20 +27,20 @@ def _exit_when_gone(sentinel: int) -> None:
     os._exit(1)
 
 
-def run(attempt: Attempt, mel_root: Path | None, todo: list[Candidate], record: Record,
+def run(attempt: Attempt, job: Job, todo: list[Candidate], record: Record,
         workers: int | None = None, address: str | None = None) -> None:
     """`model.stores.engine.Run` on this machine's processes (`address` is a cluster's: not used here)."""
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
     if workers == 1:
         for c in todo:
-            record(c, attempt(mel_root, c))
+            record(c, attempt(job, c))
         return
     if not numba_cache.seeded():
         warm_up()   # compiled once here and shared, rather than by every worker at once
     context = multiprocessing.get_context("spawn" if os.name == "nt" else "forkserver")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
     try:
-        futures = {pool.submit(attempt, mel_root, c): c for c in todo}
+        futures = {pool.submit(attempt, job, c): c for c in todo}
         for future in as_completed(futures):
             record(futures[future], future.result())
     except BaseException:

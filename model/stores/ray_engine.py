@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 from model.stores.collection import Candidate
-from model.stores.engine import Attempt, EngineError, Record, limit_threads
+from model.stores.engine import Attempt, EngineError, Job, Record, limit_threads
 
 # Tries of a track after its worker died (Ray retries a task whose worker died, not one that raised:
 # the per-track function returns bad audio's reason instead of raising).
@@ -61,18 +61,18 @@ def _prepare_worker() -> None:
         _worker_ready = True
 
 
-def _task(row: dict, attempt: Attempt, mel_root: str | None) -> dict:
+def _task(row: dict, attempt: Attempt, job: Job) -> dict:
     _prepare_worker()
-    candidate = Candidate(row["genre"], row["id"], Path(row["path"]))
+    candidate = Candidate(row["genre"], row["id"], Path(row["path"]), row["relative"])
     # Pickled: a row's arrays (fingerprints of every length) need no Arrow schema of their own.
-    return {"n": row["n"], "result": pickle.dumps(attempt(None if mel_root is None else Path(mel_root), candidate))}
+    return {"n": row["n"], "result": pickle.dumps(attempt(job, candidate))}
 
 
-def run(attempt: Attempt, mel_root: Path | None, todo: list[Candidate], record: Record,
+def run(attempt: Attempt, job: Job, todo: list[Candidate], record: Record,
         workers: int | None = None, address: str | None = None) -> None:
-    """`model.stores.engine.Run` on Ray: call `record(candidate, attempt(mel_root, candidate))` for every candidate, `attempt` running in
-    Ray tasks (at most `workers` at once; default: every CPU of the cluster). `attempt` must be
-    importable (or registered with cloudpickle) where the workers run."""
+    """`model.stores.engine.Run` on Ray: call `record(candidate, attempt(job, candidate))` for every
+    candidate, `attempt` running in Ray tasks (at most `workers` at once; default: every CPU of the
+    cluster). `attempt` must be importable (or registered with cloudpickle) where the workers run."""
     from model.audio.features import warm_up
 
     ray = _connect(address, workers)
@@ -85,13 +85,14 @@ def run(attempt: Attempt, mel_root: Path | None, todo: list[Candidate], record: 
         context.max_errored_blocks = -1   # a block (one track) whose worker died every time is skipped
         context.enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.ERROR)   # its notes on the run; errors still show
-        items = [{"n": n, "genre": c.genre, "id": c.id, "path": str(c.path)} for n, c in enumerate(todo)]
+        items = [{"n": n, "genre": c.genre, "id": c.id, "path": str(c.path), "relative": c.relative}
+                 for n, c in enumerate(todo)]
         with warnings.catch_warnings():
             # Ray 2.60 names no parameter for max_retries but warns about the generic ones; its default for
             # Ray Data tasks (-1) would retry a track that kills its worker for ever.
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
             dataset = ray.data.from_items(items, override_num_blocks=len(items)).map(
-                _task, fn_kwargs={"attempt": attempt, "mel_root": None if mel_root is None else str(mel_root)},
+                _task, fn_kwargs={"attempt": attempt, "job": job},
                 compute=TaskPoolStrategy(size=workers) if workers else None, num_cpus=1, max_retries=MAX_RETRIES)
         done = set()
         for row in dataset.iter_rows():
