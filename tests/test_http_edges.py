@@ -98,6 +98,12 @@ def test_request_bodies_held_at_once_stay_within_the_budget(server):
         # A held body, completed, is analysed; its bytes go back to the budget and a new one fits.
         held[0].sendall(body[part:])
         assert read_response(held[0])[0] == 200
+        # The server gives the bytes back when it closes the request, just after the answer is sent:
+        # wait for that (its spool file closed, only the other held part left), not for a time.
+        deadline = time.monotonic() + WAIT_S
+        while spooled(server) > part:
+            assert time.monotonic() < deadline, "the answered body is still held"
+            time.sleep(0.05)
         again = socket.create_connection(server.address, timeout=WAIT_S)
         held.append(again)
         again.sendall(head(content_type, len(body)) + body)
