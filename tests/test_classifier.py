@@ -73,7 +73,8 @@ def test_weights_trained_for_other_parameters_are_refused(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (lambda i: i.pop("input"), "does not say what it reads"),
-    (lambda i: i["input"].update(layer="pooled"), "does not fit its recorded input"),
+    (lambda i: i["input"].update(layer="pooled" if i["input"]["layer"] == "embedding" else "embedding"),
+     "does not fit its recorded input"),
     (lambda i: i["input"].update(backbones=["msd_big"]), "cannot compute"),
 ])
 def test_a_head_whose_recorded_input_does_not_fit_is_refused(tmp_path, change, message):
