@@ -29,6 +29,7 @@ class BackendRecipe:
     c: float = 0.003          # the head's inverse L2 strength, as the linear head's
     l2sp: float = 1e-3        # pull of the dense weights towards the checkpoint's
     dropout: float = 0.1      # on each patch's embedding
+    input_dropout: float = 0.0   # on each patch's pooled input features
     lr: float = 3e-4
     batch: int = 64           # rows per step
     epochs: int = 20
@@ -109,6 +110,8 @@ def _gradients(params, x, spans, counts, masks, weight, w0, b0, head_penalty, re
     sizes = spans[:, 1] - spans[:, 0]
     owner = np.repeat(np.arange(len(spans)), sizes)
     xb = x[index]
+    if recipe.input_dropout > 0:
+        xb = xb * ((rng.random(xb.shape) >= recipe.input_dropout) / np.float32(1 - recipe.input_dropout))
     pre = xb @ kernel + bias
     hidden = np.maximum(pre, 0.0)
     keep = np.ones_like(hidden)

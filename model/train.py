@@ -2,7 +2,8 @@
 artists it has never heard.
 
     python -m model.train [--gtzan ../shared/gtzan-dev] [--more ../shared/more-genres] [--weights DIR]
-                          [--cache DIR] [--folds 5] [--backbones msd] [--c 0.003] [--sets] [--no-crops] [--no-save]
+                          [--cache DIR] [--folds 5] [--backbones msd] [--c 0.003] [--no-fine-tune] [--sets]
+                          [--no-crops] [--no-save]
 
 The yardstick is cross-validation grouped by artist: no artist is in two folds (an unknown artist is
 a group of its own), across both collections (`model.corpus`). GTZAN holds many clips per artist, and
@@ -16,13 +17,19 @@ from the calibrated held-out probabilities (`model.evaluate.unsure_threshold`); 
 clip and writes the head, its temperature, threshold and figures into the weights folder, and the
 classifier's ONNX export that the service runs (`model.network.onnx_export`).
 
-The head reads the mean over a clip's patches of the MSD backbone's 200-d embedding, and only the
-mean: a spread (the standard deviation over patches) is zero for a 2-3 s clip of one patch, so it
-would teach the head a clip's length instead of its genre (`model.network.classifier.SUMMARIES`).
+The head reads the mean over a clip's patches of a 200-d embedding per patch, and only the mean: a
+spread (the standard deviation over patches) is zero for a 2-3 s clip of one patch, so it would teach
+the head a clip's length instead of its genre (`model.network.head.SUMMARIES`). The shipped recipe
+reads the MSD backbone's frozen embedding with a linear head. With --fine-tune, the embedding is
+instead the head's own copy of MusiCNN's back-end dense layer, fine-tuned with it from the backbone's
+cached pooled features (`model.backend_fit`) for as many epochs as an inner artist-grouped split of
+each fold's training clips says; the MSD checkpoint itself is never changed (the recommender's
+embedding stays its own). It measured no better on the three groups together (docs/model-accuracy.md).
 Training rows: each clip's mean, and (unless --no-crops) each of its patches cut to 2-3 s, as a short
 upload is seen. With --sets, more-genres' clips whose label is a set of genres are learned as "any of
-these" (`model.head_fit`); the shipped head leaves them out, which measured better. Nothing is random: folds are stratified and unshuffled, crops seeded by each
-clip's name and content, and the fit is L-BFGS from zeros.
+these" (`model.head_fit`); the shipped head leaves them out, which measured better. Nothing is random:
+folds are stratified and unshuffled, crops seeded by each clip's name and content, the linear fit is
+L-BFGS from zeros and the fine-tune's batches and dropout come from a fixed seed, on one BLAS thread.
 """
 from __future__ import annotations
 
@@ -214,8 +221,8 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument("--backbones", default="+".join(RECIPE_BACKBONES), help="msd, or msd+mtt (linear head only)")
     parser.add_argument("--c", type=float, default=RECIPE_C, help="inverse L2 strength of the head")
     parser.add_argument("--fine-tune", action=argparse.BooleanOptionalAction, default=RECIPE_FINE_TUNE,
-                        help="fine-tune the MSD back-end's dense layer with the head (model.backend_fit), "
-                             "early-stopped on held-out artists; --no-fine-tune: a linear head on the embedding")
+                        help="fine-tune a copy of the MSD back-end's dense layer with the head (model.backend_fit), "
+                             "early-stopped on held-out artists; --no-fine-tune: a linear head on the frozen embedding")
     parser.add_argument("--sets", action="store_true",
                         help="also train on more-genres' clips whose label is a set of genres (as any of them)")
     parser.add_argument("--no-crops", action="store_true", help="do not train on 2-3 s crops of long clips")
