@@ -12,8 +12,10 @@ The objective starts where the shipped linear head is optimal and only moves as 
 with `loss` the set loss of `model.head_fit` (ordinary cross-entropy for one candidate), K the head's
 kernel on the raw embedding, `scale` the spread of the training embeddings under the checkpoint (so
 the head's penalty is the linear head's, in standardised units), W0 the checkpoint's dense weights
-(L2-SP: weight decay towards the pretrained weights, not towards zero). Dropout on the per-patch
-embedding; Adam on minibatches of rows; rows, dropout and batches drawn from a seeded generator.
+(L2-SP: weight decay towards the pretrained weights, not towards zero). Dropout on each patch's pooled
+input and on its embedding (the input dropout is what kept it from overfitting within an epoch or two:
+docs/model-accuracy.md); Adam on minibatches of rows; rows, dropout and batches drawn from a seeded
+generator.
 """
 from __future__ import annotations
 
@@ -28,8 +30,8 @@ from model.head_fit import fit_set_softmax, set_loss
 class BackendRecipe:
     c: float = 0.003          # the head's inverse L2 strength, as the linear head's
     l2sp: float = 1e-3        # pull of the dense weights towards the checkpoint's
-    dropout: float = 0.1      # on each patch's embedding
-    input_dropout: float = 0.0   # on each patch's pooled input features
+    dropout: float = 0.3      # on each patch's embedding
+    input_dropout: float = 0.4   # on each patch's pooled input features
     lr: float = 3e-4
     batch: int = 64           # rows per step
     epochs: int = 20

@@ -19,12 +19,12 @@ classifier's ONNX export that the service runs (`model.network.onnx_export`).
 
 The head reads the mean over a clip's patches of a 200-d embedding per patch, and only the mean: a
 spread (the standard deviation over patches) is zero for a 2-3 s clip of one patch, so it would teach
-the head a clip's length instead of its genre (`model.network.head.SUMMARIES`). The shipped recipe
-reads the MSD backbone's frozen embedding with a linear head. With --fine-tune, the embedding is
-instead the head's own copy of MusiCNN's back-end dense layer, fine-tuned with it from the backbone's
-cached pooled features (`model.backend_fit`) for as many epochs as an inner artist-grouped split of
-each fold's training clips says; the MSD checkpoint itself is never changed (the recommender's
-embedding stays its own). It measured no better on the three groups together (docs/model-accuracy.md).
+the head a clip's length instead of its genre (`model.network.head.SUMMARIES`). In the shipped recipe
+that embedding is the head's own copy of MusiCNN's back-end dense layer, fine-tuned with it from the
+backbone's cached pooled features (`model.backend_fit`) for as many epochs as an inner artist-grouped
+split of each fold's training clips says; the MSD checkpoint itself is never changed (the
+recommender's embedding stays its own). It measured better than a linear head on the frozen embedding
+(--no-fine-tune) on the three groups together (docs/model-accuracy.md).
 Training rows: each clip's mean, and (unless --no-crops) each of its patches cut to 2-3 s, as a short
 upload is seen. With --sets, more-genres' clips whose label is a set of genres are learned as "any of
 these" (`model.head_fit`); the shipped head leaves them out, which measured better. Nothing is random:
@@ -54,7 +54,7 @@ from model.params import GENRES, network_params
 # The recipe the shipped head is trained with, chosen by artist-grouped cross-validation (docs/model-accuracy.md).
 RECIPE_BACKBONES = ("msd",)
 RECIPE_C = 0.003
-RECIPE_FINE_TUNE = False
+RECIPE_FINE_TUNE = True
 INNER_FOLDS = 4   # the fine-tune's early stopping holds out one of these (by artist) of the training clips
 SHARED = Path(__file__).resolve().parents[2] / "shared"   # ../shared beside the repository
 
@@ -167,14 +167,20 @@ def tune_backend(served: list[np.ndarray], crops: list[np.ndarray] | None, mask:
                  ) -> Backend:
     """The back-end and head fine-tuned on the clips `train` (normalised pooled inputs), for as many
     epochs as held-out artists among them say (appended to `chosen`): one of INNER_FOLDS artist-grouped
-    folds of `train` is held out (its clips of one label), the rest trained on, and the lowest loss
-    there picks the epoch."""
+    folds of `train` is held out (its clips of one label, and their crops), the rest trained on, and
+    the lowest loss there picks the epoch."""
     def rows(ids):
         return training_sets([served[i] for i in ids], None if crops is None else [crops[i] for i in ids], mask[ids])
 
     inner = artist_folds(groups[train], strata[train], INNER_FOLDS)
     check = train[(inner == 0) & (mask[train].sum(axis=1) == 1)]
-    epochs = early_stopped_epochs(rows(train[inner != 0]), [served[i] for i in check], mask[check], init, recipe) \
+    # Watched: the held-out clips as served, and their 2-3 s crops as a short upload is seen (watching
+    # the clips alone stopped where the excerpts were worse: docs/model-accuracy.md).
+    watched = [served[i] for i in check] + [crop[None] for i in check if crops is not None and len(served[i]) > 1
+                                            for crop in crops[i]]
+    watched_masks = mask[np.r_[check, [i for i in check if crops is not None and len(served[i]) > 1
+                                       for _ in crops[i]]].astype(int)]
+    epochs = early_stopped_epochs(rows(train[inner != 0]), watched, watched_masks, init, recipe) \
         if len(check) else recipe.epochs
     chosen.append(epochs)
     return fine_tune(*rows(train), init, replace(recipe, epochs=epochs))[0]
@@ -222,7 +228,8 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument("--c", type=float, default=RECIPE_C, help="inverse L2 strength of the head")
     parser.add_argument("--fine-tune", action=argparse.BooleanOptionalAction, default=RECIPE_FINE_TUNE,
                         help="fine-tune a copy of the MSD back-end's dense layer with the head (model.backend_fit), "
-                             "early-stopped on held-out artists; --no-fine-tune: a linear head on the frozen embedding")
+                             "early-stopped on held-out artists (the default); --no-fine-tune: a linear head on "
+                             "the frozen embedding")
     parser.add_argument("--sets", action="store_true",
                         help="also train on more-genres' clips whose label is a set of genres (as any of them)")
     parser.add_argument("--no-crops", action="store_true", help="do not train on 2-3 s crops of long clips")

@@ -24,7 +24,7 @@ def test_gradients_are_those_of_the_objective():
     rng = np.random.default_rng(1)
     params = [init.kernel.astype(np.float64) + 0.1, init.bias.astype(np.float64),
               rng.normal(size=(6, 3)), rng.normal(size=3)]
-    recipe = BackendRecipe(l2sp=0.3, dropout=0.0)
+    recipe = BackendRecipe(l2sp=0.3, dropout=0.0, input_dropout=0.0)
     penalty = np.full((6, 1), 0.2)
 
     def objective(p):
@@ -59,14 +59,18 @@ def test_no_epochs_is_the_linear_head_on_the_checkpoints_embedding():
 
 def test_fine_tuning_is_deterministic_and_learns():
     clips, masks, weight, init = problem()
-    recipe = BackendRecipe(epochs=30, lr=3e-3, c=1.0, mixup=0.4)
+    # Every random part on (both dropouts, mixup): the same answer twice.
+    recipe = BackendRecipe(epochs=10, lr=3e-3, c=1.0, mixup=0.4)
     runs = [fine_tune(clips, masks, weight, init, recipe)[0] for _ in range(2)]
     for a, b in zip(vars(runs[0]).values(), vars(runs[1]).values()):
         np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(runs[0].kernel, init.kernel)
+    # Light regularisation on an easy problem: it fits the training clips at least as well as it started.
+    tuned = fine_tune(clips, masks, weight, init, BackendRecipe(epochs=30, lr=3e-3, c=1.0, dropout=0.0,
+                                                                 input_dropout=0.0))[0]
     before = fine_tune(clips, masks, weight, init, BackendRecipe(epochs=0, c=1.0))[0]
     truth = masks.argmax(axis=1)
-    assert np.mean(runs[0].logits(clips).argmax(axis=1) == truth) >= np.mean(before.logits(clips).argmax(axis=1) == truth)
-    assert not np.array_equal(runs[0].kernel, init.kernel)
+    assert np.mean(tuned.logits(clips).argmax(axis=1) == truth) >= np.mean(before.logits(clips).argmax(axis=1) == truth)
 
 
 def test_early_stopping_picks_the_epoch_of_lowest_held_out_loss():
