@@ -10,12 +10,13 @@ class Progress:
     """`update()` once per item. On a terminal the bar redraws in place; elsewhere (CI, logs)
     a line is printed at most every `log_every_s` seconds, so logs stay short."""
 
-    def __init__(self, total: int, label: str = "", stream: TextIO = sys.stderr, log_every_s: float = 5.0,
+    def __init__(self, total: int, label: str = "", stream: TextIO | None = None, log_every_s: float = 5.0,
                  width: int = 30) -> None:
-        self.total, self.label, self.stream, self.width = total, label, stream, width
+        # sys.stderr as it is now, not as it was at import (a test's captured stream is closed after it).
+        self.total, self.label, self.stream, self.width = total, label, stream or sys.stderr, width
         self.done = 0
         self.start = self._last = time.perf_counter()
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self.log_every_s = 0.1 if self.tty else log_every_s
 
     def update(self, n: int = 1, note: str = "") -> None:

@@ -2,7 +2,8 @@
 artists it has never heard.
 
     python -m model.train [--gtzan ../shared/gtzan-dev] [--more ../shared/more-genres] [--weights DIR]
-                          [--cache DIR] [--folds 5] [--backbones msd] [--c 0.003] [--sets] [--no-crops] [--no-save]
+                          [--cache DIR] [--folds 5] [--backbones msd] [--c 0.003] [--no-fine-tune] [--sets]
+                          [--no-crops] [--no-save]
 
 The yardstick is cross-validation grouped by artist: no artist is in two folds (an unknown artist is
 a group of its own), across both collections (`model.corpus`). GTZAN holds many clips per artist, and
@@ -16,13 +17,19 @@ from the calibrated held-out probabilities (`model.evaluate.unsure_threshold`); 
 clip and writes the head, its temperature, threshold and figures into the weights folder, and the
 classifier's ONNX export that the service runs (`model.network.onnx_export`).
 
-The head reads the mean over a clip's patches of the MSD backbone's 200-d embedding, and only the
-mean: a spread (the standard deviation over patches) is zero for a 2-3 s clip of one patch, so it
-would teach the head a clip's length instead of its genre (`model.network.classifier.SUMMARIES`).
+The head reads the mean over a clip's patches of a 200-d embedding per patch, and only the mean: a
+spread (the standard deviation over patches) is zero for a 2-3 s clip of one patch, so it would teach
+the head a clip's length instead of its genre (`model.network.head.SUMMARIES`). In the shipped recipe
+that embedding is the head's own copy of MusiCNN's back-end dense layer, fine-tuned with it from the
+backbone's cached pooled features (`model.backend_fit`) for as many epochs as an inner artist-grouped
+split of each fold's training clips says; the MSD checkpoint itself is never changed (the
+recommender's embedding stays its own). It measured better than a linear head on the frozen embedding
+(--no-fine-tune) on the three groups together (docs/model-accuracy.md).
 Training rows: each clip's mean, and (unless --no-crops) each of its patches cut to 2-3 s, as a short
 upload is seen. With --sets, more-genres' clips whose label is a set of genres are learned as "any of
-these" (`model.head_fit`); the shipped head leaves them out, which measured better. Nothing is random: folds are stratified and unshuffled, crops seeded by each
-clip's name and content, and the fit is L-BFGS from zeros.
+these" (`model.head_fit`); the shipped head leaves them out, which measured better. Nothing is random:
+folds are stratified and unshuffled, crops seeded by each clip's name and content, the linear fit is
+L-BFGS from zeros and the fine-tune's batches and dropout come from a fixed seed, on one BLAS thread.
 """
 from __future__ import annotations
 
@@ -31,11 +38,14 @@ import hashlib
 import json
 import sys
 import time
+from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from model.atomic import atomic_write
+from model.backend_fit import Backend, BackendRecipe, early_stopped_epochs, fine_tune
 from model.corpus import Clip, CorpusError, artist_folds, artist_groups, gtzan_dev, more_genres
 from model.evaluate import LONG_S, SHORT_S, fit_temperature, format_report, group_report, softmax, unsure_threshold
 from model.head_fit import fit_set_softmax
@@ -44,6 +54,8 @@ from model.params import GENRES, network_params
 # The recipe the shipped head is trained with, chosen by artist-grouped cross-validation (docs/model-accuracy.md).
 RECIPE_BACKBONES = ("msd",)
 RECIPE_C = 0.003
+RECIPE_FINE_TUNE = True
+INNER_FOLDS = 4   # the fine-tune's early stopping holds out one of these (by artist) of the training clips
 SHARED = Path(__file__).resolve().parents[2] / "shared"   # ../shared beside the repository
 
 
@@ -55,9 +67,11 @@ def clips_digest(clips: list[Clip]) -> str:
     return digest.hexdigest()[:16]
 
 
-def embeddings(clips: list[Clip], weights_dir: Path, cache_dir: Path, backbones: tuple[str, ...]) -> dict:
-    """{selection: per clip (n_patches, 200 * len(backbones))}: the backbones' embeddings, joined,
-    computed by ONNX Runtime (the service's graph, layer for layer) and cached in `cache_dir`."""
+def embeddings(clips: list[Clip], weights_dir: Path, cache_dir: Path, backbones: tuple[str, ...],
+               layer: str = "embedding") -> dict:
+    """{selection: per clip (n_patches, dim * len(backbones))}: the backbones' `layer` (the 200-d
+    embedding, or the back-end's pooled input), joined, computed by ONNX Runtime (the service's graph,
+    layer for layer) and cached in `cache_dir`."""
     import onnxruntime as ort
 
     from model.network.classifier import load_backbone
@@ -70,8 +84,8 @@ def embeddings(clips: list[Clip], weights_dir: Path, cache_dir: Path, backbones:
         session = ort.InferenceSession(backbone_model(load_backbone(weights_dir, name)).SerializeToString(),
                                        providers=["CPUExecutionProvider"])
         embedders[name] = (file_digest(weights_dir / backbone_file(name)),
-                           lambda batch, s=session: s.run(["embedding"], {"log_mel": batch})[0])
-    per = clip_embeddings(clips, embedders, cache_dir)
+                           lambda batch, s=session: s.run([layer], {"log_mel": batch})[0])
+    per = clip_embeddings(clips, embedders, cache_dir, layer=layer)
     return {s: [np.concatenate(parts, axis=1) for parts in zip(*(per[(b, s)] for b in backbones))]
             for s in SELECTIONS}
 
@@ -83,10 +97,10 @@ def candidate_mask(clips: list[Clip]) -> np.ndarray:
     return mask
 
 
-def training_rows(served: list[np.ndarray], crops: list[np.ndarray] | None, mask: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows (mean embeddings), candidate masks and weights: each clip's mean over its served patches,
-    and (with `crops`) each 2-3 s crop of it, the clip's rows sharing its weight. Clips of one genre
+def training_sets(served: list[np.ndarray], crops: list[np.ndarray] | None, mask: np.ndarray
+                  ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Rows (each a set of patches), candidate masks and weights: each clip's served patches, and (with
+    `crops`) each 2-3 s crop of them alone, the clip's rows sharing its weight. Clips of one genre
     weigh so that each genre weighs the same in total (GTZAN's development set has more blues, jazz
     and classical, more-genres more rock); a clip with several candidates weighs 1, as an average one."""
     single, labels = mask.sum(axis=1) == 1, mask.argmax(axis=1)
@@ -97,14 +111,21 @@ def training_rows(served: list[np.ndarray], crops: list[np.ndarray] | None, mask
         clip_weight[members] = single.sum() / len(genres) / members.sum()
     rows, masks, weight = [], [], []
     for i in range(len(served)):
-        own = [served[i].mean(axis=0)]
+        own = [served[i]]
         if crops is not None and len(served[i]) > 1:   # a clip of one patch is its own short crop
-            own += list(crops[i])
+            own += [crop[None] for crop in crops[i]]
         rows += own
         masks += [mask[i]] * len(own)
         weight += [clip_weight[i] / len(own)] * len(own)
     weight = np.array(weight)
-    return np.array(rows), np.array(masks), weight * len(weight) / weight.sum()
+    return rows, np.array(masks), weight * len(weight) / weight.sum()
+
+
+def training_rows(served: list[np.ndarray], crops: list[np.ndarray] | None, mask: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`training_sets`, each row summarised by its mean: what the linear head is fitted on."""
+    rows, masks, weight = training_sets(served, crops, mask)
+    return np.array([r.mean(axis=0) for r in rows]), masks, weight
 
 
 def fit(rows: np.ndarray, masks: np.ndarray, weight: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
@@ -112,16 +133,57 @@ def fit(rows: np.ndarray, masks: np.ndarray, weight: np.ndarray, c: float) -> tu
 
 
 def cross_validate(served: list[np.ndarray], crops: list[np.ndarray] | None, mask: np.ndarray,
-                   folds: np.ndarray, c: float, log=print) -> np.ndarray:
-    """Held-out logits of every clip, each from a head fitted on the other folds' artists only."""
+                   folds: np.ndarray, c: float, log=print, tune=None) -> np.ndarray:
+    """Held-out logits of every clip, each from a head fitted on the other folds' artists only: the
+    linear head, or with `tune` (the training clips' indices -> a `Backend`) a fine-tuned back-end."""
     logits = np.zeros((len(served), len(GENRES)))
     for fold in np.unique(folds):
         train, held = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-        kernel, bias = fit(*training_rows([served[i] for i in train], None if crops is None else
-                                          [crops[i] for i in train], mask[train]), c)
-        logits[held] = np.stack([served[i].mean(axis=0) for i in held]) @ kernel + bias
+        if tune is not None:
+            logits[held] = tune(train).logits([served[i] for i in held])
+        else:
+            kernel, bias = fit(*training_rows([served[i] for i in train], None if crops is None else
+                                              [crops[i] for i in train], mask[train]), c)
+            logits[held] = np.stack([served[i].mean(axis=0) for i in held]) @ kernel + bias
         log(f"fold {fold + 1}/{len(np.unique(folds))}: {len(held)} held-out clips")
     return logits
+
+
+def checkpoint_backend(weights_dir: Path) -> tuple[np.ndarray, np.ndarray, Backend]:
+    """The MSD checkpoint's back-end: the batch norm of its pooled input as a scale and a shift (kept
+    as they are), and its dense layer (what `model.backend_fit` fine-tunes)."""
+    from model.network.classifier import load_backbone
+    from model.network.musicnn import BN_EPSILON
+
+    backbone = load_backbone(weights_dir, "msd")
+    gamma, beta, mean, variance = backbone.get_layer("batch_normalization_9").get_weights()
+    scale = gamma / np.sqrt(variance + BN_EPSILON)
+    kernel, bias = backbone.get_layer("dense").get_weights()
+    return scale, beta - mean * scale, Backend(kernel, bias, None, None)
+
+
+def tune_backend(served: list[np.ndarray], crops: list[np.ndarray] | None, mask: np.ndarray, groups: np.ndarray,
+                 strata: np.ndarray, init: Backend, recipe: BackendRecipe, train: np.ndarray, chosen: list[int]
+                 ) -> Backend:
+    """The back-end and head fine-tuned on the clips `train` (normalised pooled inputs), for as many
+    epochs as held-out artists among them say (appended to `chosen`): one of INNER_FOLDS artist-grouped
+    folds of `train` is held out (its clips of one label, and their crops), the rest trained on, and
+    the lowest loss there picks the epoch."""
+    def rows(ids):
+        return training_sets([served[i] for i in ids], None if crops is None else [crops[i] for i in ids], mask[ids])
+
+    inner = artist_folds(groups[train], strata[train], INNER_FOLDS)
+    check = train[(inner == 0) & (mask[train].sum(axis=1) == 1)]
+    # Watched: the held-out clips as served, and their 2-3 s crops as a short upload is seen (watching
+    # the clips alone stopped where the excerpts were worse: docs/model-accuracy.md).
+    watched = [served[i] for i in check] + [crop[None] for i in check if crops is not None and len(served[i]) > 1
+                                            for crop in crops[i]]
+    watched_masks = mask[np.r_[check, [i for i in check if crops is not None and len(served[i]) > 1
+                                       for _ in crops[i]]].astype(int)]
+    epochs = early_stopped_epochs(rows(train[inner != 0]), watched, watched_masks, init, recipe) \
+        if len(check) else recipe.epochs
+    chosen.append(epochs)
+    return fine_tune(*rows(train), init, replace(recipe, epochs=epochs))[0]
 
 
 def groups_of(clips: list[Clip]) -> dict[str, np.ndarray]:
@@ -137,7 +199,18 @@ def groups_of(clips: list[Clip]) -> dict[str, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: on shared cores its idle threads spin and take the cores (the fine-tune's epochs
+    # took 13 times as long with two threads as with one, on 2 loaded cores); one thread is also
+    # bit-for-bit repeatable.
+    with threadpool_limits(1, user_api="blas"):
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     from model.network.head import HeadInput
+    from model.network.shapes import EMBEDDING_DIM
     from model.network.weights import WeightsError
     from model.service.settings import from_env
 
@@ -151,8 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=settings.data_dir / "embeddings",
                         help="where the clips' embeddings are cached (default: data/embeddings)")
     parser.add_argument("--folds", type=int, default=5, help="artist-grouped folds")
-    parser.add_argument("--backbones", default="+".join(RECIPE_BACKBONES), help="msd, or msd+mtt")
-    parser.add_argument("--c", type=float, default=RECIPE_C, help="inverse L2 strength of the regression")
+    parser.add_argument("--backbones", default="+".join(RECIPE_BACKBONES), help="msd, or msd+mtt (linear head only)")
+    parser.add_argument("--c", type=float, default=RECIPE_C, help="inverse L2 strength of the head")
+    parser.add_argument("--fine-tune", action=argparse.BooleanOptionalAction, default=RECIPE_FINE_TUNE,
+                        help="fine-tune a copy of the MSD back-end's dense layer with the head (model.backend_fit), "
+                             "early-stopped on held-out artists (the default); --no-fine-tune: a linear head on "
+                             "the frozen embedding")
     parser.add_argument("--sets", action="store_true",
                         help="also train on more-genres' clips whose label is a set of genres (as any of them)")
     parser.add_argument("--no-crops", action="store_true", help="do not train on 2-3 s crops of long clips")
@@ -164,17 +241,26 @@ def main(argv: list[str] | None = None) -> int:
         if not args.sets:   # without them, artist-grouped CV was higher on every group quoted (docs/model-accuracy.md)
             clips = [c for c in clips if len(c.candidates) == 1]
         backbones = tuple(args.backbones.split("+"))
-        head_input = HeadInput(backbones=backbones, layer="embedding", summaries=("mean",), loop_short=True)
-        features = embeddings(clips, args.weights, args.cache, backbones)
+        if args.fine_tune and backbones != ("msd",):
+            raise WeightsError("the fine-tune is of the MSD backbone's back-end alone: --backbones msd")
+        head_input = HeadInput(backbones=backbones, layer="pooled" if args.fine_tune else "embedding",
+                               summaries=("mean",), loop_short=True, hidden=EMBEDDING_DIM if args.fine_tune else 0)
+        features = embeddings(clips, args.weights, args.cache, backbones, head_input.layer)
     except (CorpusError, OSError, WeightsError) as error:
         print(f"train: {error}", file=sys.stderr)
         return 2
     mask = candidate_mask(clips)
-    crops = None if args.no_crops else features["crops"]
     groups = artist_groups(clips)
     strata = np.array([f"{c.source}:{c.candidates}" for c in clips])
     folds = artist_folds(groups, strata, args.folds)
-    logits = cross_validate(features["served"], crops, mask, folds, args.c,
+    tune, recipe, fold_epochs = None, BackendRecipe(c=args.c), []
+    if args.fine_tune:
+        scale, shift, init = checkpoint_backend(args.weights)
+        features = {s: [(f * scale + shift).astype(np.float32) for f in per] for s, per in features.items()}
+    crops = None if args.no_crops else features["crops"]
+    if args.fine_tune:
+        tune = partial(tune_backend, features["served"], crops, mask, groups, strata, init, recipe, chosen=fold_epochs)
+    logits = cross_validate(features["served"], crops, mask, folds, args.c, tune=tune,
                             log=lambda line: print(line, file=sys.stderr))
 
     # Calibration: one temperature, fitted on held-out logits of the clips of one label.
@@ -201,16 +287,29 @@ def main(argv: list[str] | None = None) -> int:
           f"clips, right {threshold['accuracy_below']:.0%} of the time there, {threshold['accuracy_above']:.0%} above")
 
     if not args.no_save:
-        from model.network.head import build_head
+        from model.network.head import new_head
         from model.network.onnx_export import export as export_onnx
         from model.network.weights import HEAD_FILE, HEAD_INFO_FILE, atomic_save_weights, backbone_file, file_digest
 
-        kernel, bias = fit(*training_rows(features["served"], crops, mask), args.c)
-        head = build_head(head_input.dim)
-        head.get_layer("genre").set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
-        means = np.stack([f.mean(axis=0) for f in features["served"]])
-        seen = (means @ kernel + bias).argmax(axis=1)
+        head = new_head(head_input)
+        training = {"c": args.c, "short_crops": crops is not None, "folds": args.folds}
+        if args.fine_tune:
+            # As many epochs as the folds' early stopping chose (their median), on every clip; the
+            # back-end's batch norm is folded into the head's copy of its dense layer.
+            epochs = int(np.median(fold_epochs))
+            backend, _ = fine_tune(*training_sets(features["served"], crops, mask), init, replace(recipe, epochs=epochs))
+            weights = [scale[:, None] * backend.kernel, shift @ backend.kernel + backend.bias,
+                       backend.head_kernel, backend.head_bias]
+            seen = backend.logits(features["served"]).argmax(axis=1)
+            training["fine_tune"] = {**asdict(recipe), "epochs": epochs, "fold_epochs": fold_epochs,
+                                     "inner_folds": INNER_FOLDS}
+        else:
+            kernel, bias = fit(*training_rows(features["served"], crops, mask), args.c)
+            weights = [kernel, bias]
+            seen = (np.stack([f.mean(axis=0) for f in features["served"]]) @ kernel + bias).argmax(axis=1)
+        head.set_weights([w.astype(np.float32) for w in weights])
         atomic_save_weights(head, args.weights / HEAD_FILE)
+        training["command"] = "python -m model.train" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
         info = {
             "genres": list(GENRES),
             "feature_params": network_params(),
@@ -221,8 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             "trained_on": {"clips": len(clips), "clips_digest": clips_digest(clips), "artists": int(len(np.unique(groups))),
                            "per_genre": {g: int(np.sum((mask.sum(axis=1) == 1) & (truth == i)))
                                          for i, g in enumerate(GENRES)}, "several_candidates": int(len(sets))},
-            "training": {"c": args.c, "short_crops": crops is not None, "folds": args.folds,
-                         "command": "python -m model.train" + "".join(f" {a}" for a in (argv or sys.argv[1:]))},
+            "training": training,
             "held_out_by_artist": calibrated,
             "held_out_ece_before_calibration": {n: r["ece"] for n, r in raw.items()},
             "training_set_accuracy": float(np.mean(seen[labelled] == truth[labelled])),

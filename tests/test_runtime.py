@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO, tone
 from model.audio.features import log_mel_patches
 from model.network.classifier import GenreClassifier, load_backbone
-from model.network.head import HeadInput, build_head
+from model.network.head import HeadInput, new_head
 from model.network.weights import WeightsError
 from model.network.weights import BACKBONE_CHECKPOINTS, DEFAULT_WEIGHTS_DIR, HEAD_INFO_FILE, ONNX_FILE
 from model.params import MAX_PATCHES, SAMPLE_RATE
@@ -71,12 +71,15 @@ def test_the_shipped_export_gives_the_keras_probabilities_and_embeddings(runtime
     assert abs(float(onnx_probs.sum()) - 1) < 1e-5
 
 
-def test_a_head_on_both_backbones_pooled_features_is_exported_as_keras_computes_it(exporter):
-    head_input = HeadInput(backbones=("msd", "mtt"), layer="pooled", summaries=("mean",))
-    head = build_head(head_input.dim)
+@pytest.mark.parametrize("head_input", [
+    HeadInput(backbones=("msd", "mtt"), layer="pooled", summaries=("mean",)),
+    HeadInput(backbones=("msd",), layer="pooled", summaries=("mean",), hidden=200),   # a fine-tuned back-end
+])
+def test_a_head_on_pooled_features_is_exported_as_keras_computes_it(exporter, head_input):
+    head = new_head(head_input)
     rng = np.random.default_rng(0)
     head.set_weights([rng.normal(0, 0.01, w.shape).astype(np.float32) for w in head.get_weights()])
-    backbones = {name: load_backbone(name=name) for name in ("msd", "mtt")}
+    backbones = {name: load_backbone(name=name) for name in dict.fromkeys(("msd",) + head_input.backbones)}
     model = exporter.classifier_model(backbones, head, head_input, temperature=0.8, metadata={})
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     batch = patches_of(12.0, 7)

@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 
 from conftest import tone, write_audio
 from model.corpus import artist_folds, artist_groups, gtzan_dev
@@ -61,7 +62,8 @@ def write_corpus(root, rows, header):
         writer.writerows(rows)
 
 
-def test_training_is_deterministic_reports_by_artist_and_writes_a_usable_head(tmp_path, capsys):
+@pytest.mark.parametrize("recipe", ["--no-fine-tune", "--fine-tune"])
+def test_training_is_deterministic_reports_by_artist_and_writes_a_usable_head(tmp_path, capsys, recipe):
     genres = GENRES[:3]
     gtzan = [{"file": f"{g}/{g}.{i:05d}.flac", "genre": g, "artist": f"{g} artist {i % 3}" if i < 6 else "",
               "duration_s": 2.5 if i == 0 else 3.5, "_seconds": 2.5 if i == 0 else 3.5, "_seed": 10 * k + i}
@@ -76,12 +78,13 @@ def test_training_is_deterministic_reports_by_artist_and_writes_a_usable_head(tm
         weights.mkdir()
         shutil.copyfile(DEFAULT_WEIGHTS_DIR / BACKBONE_FILE, weights / BACKBONE_FILE)
         args = ["--gtzan", str(tmp_path / "gtzan"), "--more", str(tmp_path / "more"), "--weights", str(weights),
-                "--cache", str(tmp_path / "cache"), "--folds", "3", "--sets"]
+                "--cache", str(tmp_path / "cache"), "--folds", "3", "--sets", recipe]
         assert train_main(args) == 0
         out = capsys.readouterr().out
         assert "grouped by artist" in out and "confusion" in out and "temperature" in out and "unsure" in out
         info = json.loads((weights / HEAD_INFO_FILE).read_text())
         infos.append(info)
+        assert ("fine_tune" in info["training"]) == (recipe == "--fine-tune")
         heads.append(GenreClassifier.load(weights, runtime="keras").network.head.get_weights())
         batch = np.random.default_rng(run).uniform(0, 3, size=(3, 187, 96)).astype(np.float32)
         # The service's ONNX export is written with the head, and computes what the head computes.

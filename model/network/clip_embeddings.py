@@ -27,8 +27,8 @@ SELECTIONS = ("served", "crops")
 _BATCH = 64
 
 
-def _cache_path(cache_dir: Path, digest: str, selection: str) -> Path:
-    return Path(cache_dir) / f"{digest}-embedding-{selection}-loop.npz"
+def _cache_path(cache_dir: Path, digest: str, selection: str, layer: str = "embedding") -> Path:
+    return Path(cache_dir) / f"{digest}-{layer}-{selection}-loop.npz"
 
 
 def _read(path: Path) -> dict[str, tuple[str, np.ndarray]]:
@@ -57,13 +57,14 @@ def _patch_sets(clip: Clip) -> tuple[str, dict[str, np.ndarray]]:
 
 
 def clip_embeddings(clips: list[Clip], embedders: dict[str, tuple[str, object]], cache_dir: Path,
-                    progress: bool = True) -> dict[tuple[str, str], list[np.ndarray]]:
-    """{(backbone, selection): per clip (n_patches, 200) embeddings}. `embedders` maps a backbone's
-    name to (its weights digest, a function from a (n, frames, mels) batch to (n, 200) embeddings).
+                    progress: bool = True, layer: str = "embedding") -> dict[tuple[str, str], list[np.ndarray]]:
+    """{(backbone, selection): per clip (n_patches, dim) outputs of a layer}. `embedders` maps a backbone's
+    name to (its weights digest, a function from a (n, frames, mels) batch to (n, dim) outputs of
+    `layer`, which names the cache: the 200-d embedding, or the back-end's `pooled` input).
     A clip's content hash is only known once it is decoded, so a cached entry is trusted by its key
     while the file's size and modification time are those recorded (a changed file is decoded again)."""
     stamp = {c.key: f"{c.path.stat().st_size}:{c.path.stat().st_mtime_ns}" for c in clips}
-    cached = {(b, s): _read(_cache_path(cache_dir, digest, s)) for b, (digest, _) in embedders.items()
+    cached = {(b, s): _read(_cache_path(cache_dir, digest, s, layer)) for b, (digest, _) in embedders.items()
               for s in SELECTIONS}
     todo = [c for c in clips if any(c.key not in entries or entries[c.key][0].split("@")[1] != stamp[c.key]
                                     for entries in cached.values())]
@@ -80,5 +81,5 @@ def clip_embeddings(clips: list[Clip], embedders: dict[str, tuple[str, object]],
                 bar.update(note=clip.key)
             if (n + 1) % 200 == 0 or n + 1 == len(todo):   # long runs keep what they computed
                 for (backbone, selection), entries in cached.items():
-                    _write(_cache_path(cache_dir, embedders[backbone][0], selection), entries)
+                    _write(_cache_path(cache_dir, embedders[backbone][0], selection, layer), entries)
     return {k: [entries[c.key][1] for c in clips] for k, entries in cached.items()}

@@ -29,33 +29,44 @@ SUMMARIES = ("mean",)
 class HeadInput:
     """What the head reads: the `layer` of each backbone in `backbones`, per patch, joined, then
     summarised over a track's patches by each of `summaries`; a clip shorter than a patch is looped
-    (`loop_short`) or zero-padded to fill it. The head's json records it, so a head is only ever fed
-    what it was trained on."""
+    (`loop_short`) or zero-padded to fill it. With `hidden` units, the head first maps each patch's
+    features by its own ReLU dense layer (a fine-tuned copy of MusiCNN's back-end dense layer, reading
+    `pooled`: `model.backend_fit`), and summarises that. The head's json records it, so a head is only
+    ever fed what it was trained on."""
     backbones: tuple[str, ...] = ("msd",)
     layer: str = "embedding"
     summaries: tuple[str, ...] = ("mean",)
     loop_short: bool = True
+    hidden: int = 0
 
     def __post_init__(self) -> None:
         unknown = [b for b in self.backbones if b not in BACKBONE_CHECKPOINTS]
         if unknown or not self.backbones or self.layer not in LAYERS or not set(self.summaries) <= set(SUMMARIES) \
-                or not self.summaries:
+                or not self.summaries or self.hidden < 0:
             raise WeightsError(f"a head input this version cannot compute: backbones {list(self.backbones)}, "
                                f"layer {self.layer!r}, summaries {list(self.summaries)} (known: backbones "
                                f"{sorted(BACKBONE_CHECKPOINTS)}, layers {sorted(LAYERS)}, summaries {list(SUMMARIES)})")
 
     @property
+    def patch_dim(self) -> int:
+        """Features per patch that the head reads."""
+        return len(self.backbones) * LAYERS[self.layer]
+
+    @property
     def dim(self) -> int:
-        return len(self.backbones) * LAYERS[self.layer] * len(self.summaries)
+        """Features per track that the head's last (genre) layer reads."""
+        return (self.hidden or self.patch_dim) * len(self.summaries)
 
     def to_json(self) -> dict:
+        # `hidden` only where there is one, so that a linear head's record reads as before it existed.
         return {"backbones": list(self.backbones), "layer": self.layer, "summaries": list(self.summaries),
-                "loop_short": self.loop_short}
+                "loop_short": self.loop_short, **({"hidden": self.hidden} if self.hidden else {})}
 
     @classmethod
     def from_json(cls, info: dict) -> "HeadInput":
         try:
-            return cls(tuple(info["backbones"]), info["layer"], tuple(info["summaries"]), bool(info["loop_short"]))
+            return cls(tuple(info["backbones"]), info["layer"], tuple(info["summaries"]), bool(info["loop_short"]),
+                       int(info.get("hidden", 0)))
         except (KeyError, TypeError) as error:
             raise WeightsError(f"a head input this version cannot read: {info} (missing {error})") from error
 
@@ -69,13 +80,25 @@ def summarise(patch_features, summaries: tuple[str, ...]):
     return ops.concatenate([stats[s](patch_features) for s in summaries], axis=-1)
 
 
-def build_head(dim: int, n_genres: int = len(GENRES)) -> keras.Model:
-    """Genre logits from a track's summarised features: one linear layer (a standardised logistic
-    regression, with the standardisation folded into its weights, see `model.train`)."""
+def build_head(dim: int, n_genres: int = len(GENRES), hidden: int = 0, summaries: tuple[str, ...] = SUMMARIES
+               ) -> keras.Model:
+    """Genre logits from a track's summarised features (dim,): one linear layer (a standardised logistic
+    regression, with the standardisation folded into its weights, see `model.train`). With `hidden`
+    units, from a track's patches' features (n, dim) instead: each patch through a ReLU dense layer
+    ("backend", `HeadInput.hidden`), summarised over the patches, then the linear layer."""
     import keras
 
-    x = keras.Input((dim,), name="features")
-    return keras.Model(x, keras.layers.Dense(n_genres, name="genre")(x), name="genre_head")
+    x = keras.Input((dim,), name="patch_features" if hidden else "features")
+    h = x
+    if hidden:
+        h = keras.ops.expand_dims(summarise(keras.layers.Dense(hidden, activation="relu", name="backend")(x), summaries), 0)
+    return keras.Model(x, keras.layers.Dense(n_genres, name="genre")(h), name="genre_head")
+
+
+def head_logits(head: keras.Model, head_input: HeadInput, patch_features):
+    """A track's genre logits (genres,) from its patches' features (n, patch_dim), numpy or tensors."""
+    features = patch_features if head_input.hidden else summarise(patch_features, head_input.summaries)[None]
+    return head(features, training=False)[0]
 
 
 def read_head_info(weights_dir: Path) -> dict:
@@ -97,8 +120,14 @@ def read_head_info(weights_dir: Path) -> dict:
     return info
 
 
+def new_head(head_input: HeadInput) -> keras.Model:
+    """An untrained head that reads `head_input`."""
+    return build_head(head_input.patch_dim if head_input.hidden else head_input.dim, hidden=head_input.hidden,
+                      summaries=head_input.summaries)
+
+
 def load_head(weights_dir: Path, head_input: HeadInput) -> keras.Model:
-    head = build_head(head_input.dim)
+    head = new_head(head_input)
     try:
         head.load_weights(weights_dir / HEAD_FILE)
     except ValueError as error:

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from model.network.head import HeadInput, summarise
+from model.network.head import HeadInput, head_logits
 from model.params import N_MELS, PATCH_FRAMES
 
 
@@ -23,7 +23,7 @@ class KerasNetwork:
         def run(batch):
             outputs = {name: backbones[name](batch, training=False) for name in backbones}
             features = tf.concat([outputs[b][head_input.layer] for b in head_input.backbones], axis=-1)
-            logits = head(summarise(features, head_input.summaries)[None], training=False)[0]
+            logits = head_logits(head, head_input, features)
             return tf.nn.softmax(logits / self.temperature), outputs["msd"]["embedding"]
 
         self._run = run

@@ -191,6 +191,8 @@ def classifier_model(backbones: dict[str, keras.Model], head: keras.Model, head_
     outputs = dict(zip(wanted, _per_patch(graph, backbones, wanted)))
     features = [outputs[(b, head_input.layer)] for b in head_input.backbones]
     joined = features[0] if len(features) == 1 else graph.op("Concat", features, "head/features", axis=1)
+    if head_input.hidden:   # the head's own back-end, per patch
+        joined = graph.op("Relu", [graph.dense(joined, head.get_layer("backend"), "head/backend")], "head/backend/relu")
     logits = graph.dense(_summaries(graph, joined, head_input.summaries), head.get_layer("genre"), "head/genre")
     scaled = graph.op("Div", [logits, graph.const("head/temperature", np.array(temperature, np.float32))],
                       "head/scaled")
