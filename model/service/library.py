@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from model.audio.decoding import Audio, resample
-from model.audio.features import analysis_spans, chromagram, excerpt_span, patch_spans
+from model.audio.features import analysis_spans, chromagram, excerpt_span, log_mel, patch_spans, tempo
 from model.index.ann import IndexMismatch, load_index
 from model.index.build import fit_index, index_key, index_path
 from model.index.explain import Reason, aspects, closeness, reasons, sample_rows
@@ -81,6 +81,7 @@ class Analysis:
     contains: list[Contained] = ()          # library tracks inside the upload, by start time (not `match`)
     picks_genre: str | None = None          # the genre the picks were searched in first (scope "genre")
     key: Key | None = None                  # the upload's estimated key (model.index.key)
+    tempo_bpm: float | None = None          # the upload's tempo (model.audio.features.tempo), None where none is heard
     searched_s: list[tuple[float, float]] = ()   # the parts of the upload (s) searched for library tracks
                                                  # (`contains`): all of an upload up to EXCERPT_S
 
@@ -126,6 +127,12 @@ class Library:
         self._pickable = np.array([t.duration_s >= min_pick_s for t in self.tracks])
         self._too_short = [int(r) for r in np.flatnonzero(~self._pickable)]
         self._keys = estimate_keys(self._chroma_means())
+        # Tempos stored at preprocessing (0.0: no pulse heard); a store built before them names none.
+        self.tempos_known = store.tempos_known
+        self._tempos = [t.tempo_bpm or None if self.tempos_known else None for t in self.tracks]
+        if not self.tempos_known:
+            log.warning("the store at %s holds no tempos of this version: picks are served without tempo reasons "
+                        "until preprocess.py is run on its collection again", store.root)
         self.warm_up()
 
     def _chroma_means(self) -> np.ndarray:
@@ -217,13 +224,14 @@ class Library:
         order = [track.genre] + ([] if probabilities is None else
                                  [self.classifier.genres[i] for i in np.argsort(-probabilities, kind="stable")])
         x = self.index.X_[row].astype(np.float64)
-        return self._recommend(x, list(dict.fromkeys(order)), self._by_hash[track.content_hash], self._keys[row], n)
+        return self._recommend(x, list(dict.fromkeys(order)), self._by_hash[track.content_hash], self._keys[row],
+                               self._tempos[row], n)
 
     def _recommend(self, query: np.ndarray, genre_order: list[str], left_out: list[int], key: Key | None,
-                   k: int | None = None) -> list[Recommendation]:
+                   bpm: float | None, k: int | None = None) -> list[Recommendation]:
         """The `k` picks (default: the index's k) for `query`, a row of the index's space, searched in
         `genre_order` (most likely first): never a row of `left_out` nor a track too short to pick, each
-        with how much closer it is than the rest of the library and why it was picked (`key`: the query's)."""
+        with how much closer it is than the rest of the library and why it was picked (`key`, `bpm`: the query's)."""
         picks = self.index.query(query, genre_order, exclude=list(dict.fromkeys(left_out + self._too_short)), k=k)
         eligible = self._pickable.copy()
         eligible[left_out] = False
@@ -232,7 +240,8 @@ class Library:
         # With scope "library" a pick from another genre is no fall-back, so only "same genre" is said.
         ranked = genre_order if self.scope == "genre" else genre_order[:1]
         return [Recommendation(self.tracks[p.index], p.distance, 1.0 / (1.0 + p.distance), pct,
-                               reasons(self.tracks[p.index].genre, ranked, share, self._keys[p.index], key))
+                               reasons(self.tracks[p.index].genre, ranked, share, self._keys[p.index], key,
+                                       self._tempos[p.index], bpm))
                 for p, pct, share in zip(picks, percentiles, shares)]
 
     def analyse(self, audio: Audio) -> Analysis:
@@ -241,6 +250,8 @@ class Library:
         # middle excerpt) are computed on another core, beside the network pass.
         chroma = self._chroma_pool.submit(chromagram, y)
         found = self._chroma_pool.submit(self._found, y)
+        # The tempo of the middle excerpt, as preprocess.py estimates each library track's.
+        bpm = self._chroma_pool.submit(lambda: tempo(log_mel(y[slice(*excerpt_span(len(y)))])))
         probs, embedding = self.classifier.analyse(y)
         order = np.argsort(-probs, kind="stable")
         genres = [self.classifier.genres[i] for i in order]
@@ -265,7 +276,7 @@ class Library:
             genre=genres[0],
             probabilities={g: float(probs[i]) for g, i in zip(genres, order)},
             match=match,
-            recommendations=self._recommend(query, order_for_picks, same + inside, key),
+            recommendations=self._recommend(query, order_for_picks, same + inside, key, bpm.result()),
             duration_s=audio.duration_s,
             truncated=audio.truncated,
             unsure_reason=self.classifier.unsure(probs, audio.duration_s),
@@ -273,5 +284,6 @@ class Library:
             contains=sorted(contains, key=lambda c: c.start_s),
             picks_genre=order_for_picks[0] if self.scope == "genre" else None,
             key=key,
+            tempo_bpm=bpm.result(),
             searched_s=[(round(float(a) / SAMPLE_RATE, 2), round(float(b) / SAMPLE_RATE, 2))
                         for a, b in self.searched(len(y))])
