@@ -508,6 +508,31 @@ def test_votes_through_the_api_and_what_is_refused(client, song):
     assert page.status_code == 400 and page.mimetype == "text/html"
 
 
+def test_a_vote_sent_by_another_sites_page_is_refused_and_the_pages_own_is_taken(client, song):
+    result_id, body = _result(client, song)
+    pick = body["recommendations"][0]["id"]
+    form = {"pick": pick, "vote": "down"}
+    before = client.get("/api/feedback/summary").get_json()["votes"]
+    forged = [{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+              {"Sec-Fetch-Site": "same-site", "Origin": "null"},   # a sibling subdomain, under no-referrer
+              {"Origin": "https://evil.example"}]                  # a browser without Sec-Fetch-Site
+    for headers in forged:
+        page = client.post(f"/results/{result_id}/feedback", data=form, headers=headers)
+        assert page.status_code == 403 and page.mimetype == "text/html", headers
+        assert "not by Soundalike&#39;s own result page, so it was not counted" in page.get_data(as_text=True)
+        api = client.post("/api/feedback", json={"result_id": result_id, "pick_id": pick, "vote": "down"},
+                          headers=headers)
+        assert api.status_code == 403 and "so it was not counted. Open the result on Soundalike" in api.get_json()["error"]
+        assert "evil.example" in api.get_json()["error"] or headers.get("Origin") == "null"
+    assert client.get("/api/feedback/summary").get_json()["votes"] == before
+    # The page's own form (a browser says same-origin; Origin is "null" under no-referrer, or the service's own),
+    # and a script without either header, are taken.
+    own = [{"Sec-Fetch-Site": "same-origin", "Origin": "null"}, {"Origin": "http://localhost"}, {}]
+    for headers in own:
+        assert client.post(f"/results/{result_id}/feedback", data=form, headers=headers).status_code == 303, headers
+    assert client.get("/api/feedback/summary").get_json()["votes"] == before + 1
+
+
 def test_a_long_medley_lists_the_tracks_in_the_part_searched_and_says_which_part(client, folders):
     genres = ["rock", "pop", "jazz", "metal", "blues", "disco", "reggae", "country"]
     clips = [sf.read(folders["AUDIO"] / g / f"{g}.demo01.flac", dtype="float32")[0] for g in genres]
