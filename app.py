@@ -136,7 +136,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                 raise BadUpload(415, f"{the_file} is not an audio file that Soundalike reads. "
                                      f"Choose a song in {format_names()}.")
             try:
-                audio = decode(data, spans=library.spans)   # of a long song, only what is analysed
+                audio = decode(data)   # all of it: all of it is searched for library tracks
             except AudioError as error:
                 raise BadUpload(422, f"{the_file} cannot be analysed: {error}. "
                                      "Choose another song, or another copy of this one.") from None
