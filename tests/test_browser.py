@@ -21,7 +21,7 @@ from av_media import encoded
 from model.service.uploads import format_names
 from model.stores.demo_library import write_clips
 from model.stores.ingest import ingest
-from serving import REPO, running_server, wav
+from serving import REPO, post_upload, running_server, wav
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -459,6 +459,28 @@ def test_votes_copy_link_and_recent_results_by_keyboard(browser, server, files):
     page.keyboard.press("Enter")
     assert not page.is_visible("section.recent")
     watched.check_clean()
+
+
+def test_a_vote_posted_by_another_sites_page_is_refused(browser, server):
+    """Cross-site request forgery: a page elsewhere, opened in the listener's browser, posts a vote form to
+    Soundalike; the browser says where it comes from (Sec-Fetch-Site), and the vote is refused."""
+    status, body = post_upload(server, wav(5.0, seed=11))
+    assert status == 200, body
+    result_url = server.base + body["result_url"]
+    pick = body["recommendations"][0]["id"]
+    context = browser.new_context()
+    page = context.new_page()
+    forged = (f'<form method="post" action="{result_url}/feedback"><input type="hidden" name="pick" value="{pick}">'
+              '<button name="vote" value="down">Win a prize</button></form>')
+    page.route("http://elsewhere.test/", lambda route: route.fulfill(body=forged, content_type="text/html"))
+    page.goto("http://elsewhere.test/")
+    with page.expect_navigation(timeout=WAIT_MS) as sent:
+        page.click("button")
+    assert sent.value.status == 403
+    assert "not by Soundalike's own result page, so it was not counted" in page.inner_text("body")
+    page.goto(result_url)   # the result shows no vote on that pick
+    assert page.locator(f"[id='pick-{pick}'] button[value=down]").get_attribute("aria-pressed") == "false"
+    context.close()
 
 
 def test_an_m4a_from_a_phone_is_analysed_and_played(browser, server, files):
