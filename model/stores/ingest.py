@@ -269,8 +269,8 @@ def ingest(source: Path, data_dir: Path, workers: int | None = None, progress: b
         for track in gone:
             store.remove(track)
             summary.removed += 1
-        store.flush()
-        if not store.tempos_known and all(t.tempo_bpm is not None for t in store.tracks()):
-            store.record_tempos()   # every row's tempo is now this recipe's
+    # Once the rows are written (the writer flushes them as it ends): every row's tempo is now this recipe's.
+    if not store.tempos_known and all(t.tempo_bpm is not None for t in store.tracks()):
+        store.record_tempos()
     summary.seconds = time.perf_counter() - start
     return summary
