@@ -30,6 +30,7 @@ from model.service.admission import Admission, Busy
 from model.service.feedback import VOTES, Feedback
 from model.service.headers import SECURITY_HEADERS, content_disposition
 from model.service.library import Analysis, Library, Recommendation
+from model.service.origin import foreign_sender
 from model.service.playback import BROWSER_TYPES, COPY_SUFFIX, PlaybackLimits, browser_plays, write_copy
 from model.service.playlists import MIMETYPE as M3U_MIMETYPE, m3u8
 from model.service.server import prepare_process, serve
@@ -48,6 +49,8 @@ OPERATOR_HELP = {
                           "Artist/Album library: docs/own-music.md)",
     "serve_it": "SOUNDALIKE_DATA_DIR=data/music make run",
     "more": "docs/indexing.md, and README.md's 'Configuration'",
+    "tempos": "a store built before tempos were serves picks without tempo reasons ('tempos': false): "
+              "run preprocess.py on its collection again to add them",
     "feedback": "listeners' votes on picks: /api/feedback/summary (counts), /api/feedback/votes.csv (every vote)",
 }
 # How a genre's name is written for a listener, where capitalising its folder name is not it.
@@ -103,7 +106,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     admission = Admission(app.config["MAX_ANALYSES"], app.config["MAX_QUEUED"])
     about = {"tracks": len(store), "genres": {g: len(store.tracks(g)) for g in store.genres},
              "demo": demo_library.is_demo(store), "features": library.features, "scope": library.scope,
-             "limit_mb": limit / 1024 / 1024, "min_pick_s": library.min_pick_s}
+             "limit_mb": limit / 1024 / 1024, "min_pick_s": library.min_pick_s, "tempos": library.tempos_known}
     app.logger.setLevel(logging.INFO)
     app.logger.info("Soundalike: %d tracks from %s (%s), features %s, scope %s", about["tracks"], store.root,
                     "demo library" if about["demo"] else "own store", library.features, library.scope)
@@ -133,7 +136,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                 raise BadUpload(415, f"{the_file} is not an audio file that Soundalike reads. "
                                      f"Choose a song in {format_names()}.")
             try:
-                audio = decode(data, spans=library.spans)   # of a long song, only what is analysed
+                audio = decode(data)   # all of it: all of it is searched for library tracks
             except AudioError as error:
                 raise BadUpload(422, f"{the_file} cannot be analysed: {error}. "
                                      "Choose another song, or another copy of this one.") from None
@@ -167,6 +170,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             "searched_s": [list(span) for span in analysis.searched_s],
             "picks_genre": analysis.picks_genre,
             "key": None if analysis.key is None else analysis.key.name,
+            "tempo_bpm": None if analysis.tempo_bpm is None else round(analysis.tempo_bpm, 1),
             "recommendations": picks(analysis.recommendations),
             "min_pick_s": library.min_pick_s,
             "duration_s": analysis.duration_s,
@@ -297,6 +301,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         return feedback
 
     def record_vote(result_id: str, pick_id: str, vote: str) -> None:
+        sender = foreign_sender(request.headers, request.host)
+        if sender is not None:   # another site's page posting in the listener's name (CSRF)
+            raise BadUpload(403, f"This vote was sent by a page of {sender}, not by Soundalike's own result page, "
+                                 "so it was not counted. Open the result on Soundalike and vote there.")
         result = uploads.result(result_id)
         if result is None:
             raise BadUpload(404, "This result is no longer kept (only the latest uploads are): its picks "

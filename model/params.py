@@ -29,6 +29,15 @@ N_CHROMA = 12
 # A little over GTZAN's "30 s" clips (29.9-30.7 s), which are then summarised whole, as before.
 EXCERPT_S = 32.0             # s
 
+# Tempo (model.audio.features.tempo), of the middle EXCERPT_S's log-mel: librosa's defaults (8 s of lags, a
+# prior around 120 BPM); a shorter excerpt holds too few beats to say.
+TEMPO_AC_S = 8.0             # s: the longest beat period looked for is this window's
+TEMPO_START_BPM = 120.0      # the prior's centre
+MIN_TEMPO_S = 8.0            # s: no tempo is claimed of less audio
+# Nor where the onset envelope correlates less than this with itself one beat later: noise scores 0.0, the
+# shared GTZAN clips 0.08-0.59 (median about 0.25; a few quiet classical and jazz ones fall below).
+MIN_PULSE = 0.1
+
 MIN_DURATION_S = 1.0         # shorter uploads or library files are rejected
 MAX_PATCHES = 5              # patches per track at prediction, spread over it: bounds the cost of long songs
 SHORT_CROP_S = (2.0, 3.0)    # the short uploads served: training crops of long tracks are cut to this range
@@ -72,6 +81,13 @@ def feature_params() -> dict:
         "n_chroma": N_CHROMA,
         "excerpt_s": EXCERPT_S,
     }
+
+
+def tempo_params() -> dict:
+    """What a store's tempos were estimated with, as recorded in its manifest (not among
+    `feature_params`: a store of an older recipe, or of none, still serves; it names no tempos)."""
+    return {"tempo_version": 1, "tempo_ac_s": TEMPO_AC_S, "tempo_start_bpm": TEMPO_START_BPM,
+            "min_tempo_s": MIN_TEMPO_S, "min_pulse": MIN_PULSE, "hop_length": HOP_LENGTH, "sample_rate": SAMPLE_RATE}
 
 
 # The approximate nearest-neighbour index (model.index.ann): HNSW graphs (faiss), one per genre.

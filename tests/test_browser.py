@@ -3,7 +3,8 @@
 
 Skipped where chromium or playwright is absent (CI installs chromium: .ci/run). Screenshots of both
 pages at 1280x800 and 390x844 are written to artifacts/ (git-ignored); with
-SOUNDALIKE_DOCS_SCREENSHOT=1 the README's picture, docs/result.png, is written as well.
+SOUNDALIKE_DOCS_SCREENSHOT=1 the README's picture, docs/result.png, and the phone's first screen,
+docs/result-phone.png (docs/result-page.md), are written as well.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from av_media import encoded
 from model.service.uploads import format_names
 from model.stores.demo_library import write_clips
 from model.stores.ingest import ingest
-from serving import REPO, running_server, wav
+from serving import REPO, post_upload, running_server, wav
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -185,10 +186,12 @@ def test_the_listeners_path_through_both_pages(browser, server, files, size):
     assert page.inner_text(".yours .len") == clock(your_length)
     for i, pick in enumerate(page.query_selector_all(".pick")):
         box = pick.bounding_box()
-        # Above the fold: all three picks on a laptop; on a phone the answer and the first (each pick's reasons,
-        # player and vote take a phone's width).
+        # Above the fold: all three picks on a laptop; on a phone the answer, the first pick, and where the
+        # other two start (their rank and title: each pick's reasons, player and vote take a phone's width).
         if size == "desktop" or i == 0:
             assert box["y"] >= 0 and box["y"] + box["height"] <= SIZES[size]["height"], (size, box)
+        head = pick.query_selector(".pick-head").bounding_box()
+        assert head["y"] + head["height"] <= SIZES[size]["height"], (size, i, head)
         assert re.search(r"Closer than (\d+ %|all the rest) of the library", pick.inner_text())
         assert re.search(r"\d:\d\d", pick.inner_text())
     assert "means: nearer your song" in page.inner_text(".picks-section .library")   # what the score means
@@ -200,9 +203,10 @@ def test_the_listeners_path_through_both_pages(browser, server, files, size):
     _check_contrast(page)
     assert page.evaluate("document.documentElement.scrollWidth") <= SIZES[size]["width"]   # no sideways scrolling
     shoot(page, f"result-{size}")
-    if size == "desktop" and os.environ.get("SOUNDALIKE_DOCS_SCREENSHOT"):
+    if os.environ.get("SOUNDALIKE_DOCS_SCREENSHOT"):   # the README's picture, and the phone's first screen
         (REPO / "docs").mkdir(exist_ok=True)
-        page.screenshot(path=str(REPO / "docs" / "result.png"), clip={"x": 0, "y": 0, "width": 1280, "height": 620})
+        page.screenshot(path=str(REPO / "docs" / ("result.png" if size == "desktop" else "result-phone.png")),
+                        clip={"x": 0, "y": 0, **({"width": 1280, "height": 620} if size == "desktop" else SIZES[size])})
     _check_players_and_tab_stops(page)
 
     # One player at a time.
@@ -455,6 +459,28 @@ def test_votes_copy_link_and_recent_results_by_keyboard(browser, server, files):
     page.keyboard.press("Enter")
     assert not page.is_visible("section.recent")
     watched.check_clean()
+
+
+def test_a_vote_posted_by_another_sites_page_is_refused(browser, server):
+    """Cross-site request forgery: a page elsewhere, opened in the listener's browser, posts a vote form to
+    Soundalike; the browser says where it comes from (Sec-Fetch-Site), and the vote is refused."""
+    status, body = post_upload(server, wav(5.0, seed=11))
+    assert status == 200, body
+    result_url = server.base + body["result_url"]
+    pick = body["recommendations"][0]["id"]
+    context = browser.new_context()
+    page = context.new_page()
+    forged = (f'<form method="post" action="{result_url}/feedback"><input type="hidden" name="pick" value="{pick}">'
+              '<button name="vote" value="down">Win a prize</button></form>')
+    page.route("http://elsewhere.test/", lambda route: route.fulfill(body=forged, content_type="text/html"))
+    page.goto("http://elsewhere.test/")
+    with page.expect_navigation(timeout=WAIT_MS) as sent:
+        page.click("button")
+    assert sent.value.status == 403
+    assert "not by Soundalike's own result page, so it was not counted" in page.inner_text("body")
+    page.goto(result_url)   # the result shows no vote on that pick
+    assert page.locator(f"[id='pick-{pick}'] button[value=down]").get_attribute("aria-pressed") == "false"
+    context.close()
 
 
 def test_an_m4a_from_a_phone_is_analysed_and_played(browser, server, files):

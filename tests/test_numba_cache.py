@@ -74,6 +74,7 @@ compiled = files()
 y = np.random.default_rng(1).uniform(-0.5, 0.5, 70 * 16000)
 for signal in (y, y.astype(np.float32), y[:16000 * 5]):
     features.log_mel(signal); features.chromagram(signal); features.log_mel_patches(signal)
+    features.tempo(features.log_mel(signal))
 assert files() == compiled, set(files()) - set(compiled)
 print('seeded' if numba_cache.seeded() else 'compiled', len(compiled))
 """

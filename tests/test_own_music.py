@@ -408,7 +408,7 @@ def test_a_long_song_in_a_compact_store_is_analysed_from_its_spans_and_still_fou
     assert 0 < len(short_print.hashes) < len(whole_print.hashes) / 3   # of the middle 32 s only
     weights = from_env().weights_dir
     library = Library(compact, GenreClassifier.load(weights), weights)
-    analysis = library.analyse(decode(long_song, spans=Library.spans))   # as an upload of the same file
+    analysis = library.analyse(decode(long_song))   # as an upload of the same file
     assert analysis.match is not None and analysis.match.id == track.id
     assert track.id not in [r.track.id for r in analysis.recommendations]
 

@@ -31,6 +31,9 @@ from pathlib import Path
 BASE_ENV = "SOUNDALIKE_NUMBA_CACHE_DIR"
 # Folders named <prefix><pid>-<random>: a process's private cache, and a snapshot being published.
 _PREFIXES = ("run-", ".publish-")
+# What the features' warm-up compiles: bump it when that grows (2: librosa's tempo estimate), so that a
+# snapshot without the new functions is not taken, after which every process would compile them privately.
+WARM_UP_VERSION = 2
 _run_dir: Path | None = None
 _seeded = False
 
@@ -53,14 +56,15 @@ def base_dir() -> Path:
 
 
 def snapshot_key() -> str:
-    """Names what a snapshot was compiled from: Python, numba, and librosa's installed sources.
+    """Names what a snapshot was compiled from: Python, numba, librosa's installed sources, and WARM_UP_VERSION.
     numba checks each cached function against its source file's time stamp and size, so a
     reinstalled librosa must not find the old snapshot (it would compile every time, privately)."""
     librosa_dir = Path(find_spec("librosa").origin).parent
     stamps = sorted((str(p.relative_to(librosa_dir)), p.stat().st_mtime_ns, p.stat().st_size)
                     for p in librosa_dir.rglob("*.py"))
     digest = hashlib.sha256(repr((str(librosa_dir), stamps)).encode()).hexdigest()[:16]
-    return f"py{sys.version_info[0]}{sys.version_info[1]}-numba{metadata.version('numba')}-librosa-{digest}"
+    return (f"py{sys.version_info[0]}{sys.version_info[1]}-numba{metadata.version('numba')}-librosa-{digest}"
+            f"-w{WARM_UP_VERSION}")
 
 
 def _pid_alive(pid: int) -> bool:

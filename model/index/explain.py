@@ -5,8 +5,8 @@ search space than 97 % of the library's other tracks that could have been picked
 taken in each aspect of the search space: in the chroma summary, its mean (which notes and chords
 sound) and its spread and frame-to-frame change (how the harmony moves); in the network's embedding,
 the sound (instruments, production). An aspect is named for a pick that is nearer the upload in it than
-CLOSE_SHARE of the library is; the nearest of them is the pick's main reason. A pick's genre and key
-(model.index.key, from the same chroma means) are said beside them.
+CLOSE_SHARE of the library is; the nearest of them is the pick's main reason. A pick's genre, key
+(model.index.key, from the same chroma means) and tempo (stored at preprocessing) are said beside them.
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from model.index.key import Key
 
 # An aspect is named for a pick that is nearer the upload in it than this share of the library.
 CLOSE_SHARE = 0.75
+# Tempos within this share of each other are the same (the estimate's lag resolution is about 2 %).
+TEMPO_SAME = 0.04
 # Rows (evenly spaced over the library) the shares are estimated from in a larger library: comparing an
 # upload with all 10^6 tracks would take longer than finding its picks; a share of 10^4 rows is off by
 # well under 1 % of the library.
@@ -89,10 +91,27 @@ def key_reason(pick: Key | None, yours: Key | None) -> Reason | None:
     return Reason("key", f"key {pick.name}, yours {yours.name}", values=values)
 
 
+def tempo_reason(pick_bpm: float | None, your_bpm: float | None) -> Reason | None:
+    """The pick's tempo against the upload's, where both have one (model.audio.features.tempo); twice or
+    half the other (within TEMPO_SAME) is said as such: a tempo estimate often lands an octave off."""
+    if not pick_bpm or not your_bpm:
+        return None
+    pick, yours = round(pick_bpm), round(your_bpm)
+    values = {"bpm": pick, "your_bpm": yours}
+    if abs(pick_bpm / your_bpm - 1) <= TEMPO_SAME:
+        return Reason("tempo", f"same tempo ({pick} BPM)" if pick == yours else f"tempo {pick} BPM, yours {yours}",
+                      values=values)
+    for ratio, words in ((2.0, "double time"), (0.5, "half time")):
+        if abs(pick_bpm / your_bpm / ratio - 1) <= TEMPO_SAME:
+            return Reason("tempo", f"tempo {pick} BPM, yours {yours} ({words})", values=values)
+    return Reason("tempo", f"tempo {pick} BPM, yours {yours}", values=values)
+
+
 def reasons(pick_genre: str, genre_order: Sequence[str], shares: dict[str, float], pick_key: Key | None,
-            your_key: Key | None) -> list[Reason]:
+            your_key: Key | None, pick_bpm: float | None = None, your_bpm: float | None = None) -> list[Reason]:
     """A pick's reasons: its genre against the upload's (`genre_order`, most probable first), the aspects
-    it is close in (`shares`: percentages from `closeness`), the nearest of them marked main, and its key."""
+    it is close in (`shares`: percentages from `closeness`), the nearest of them marked main, its key and its
+    tempo."""
     why = []
     if genre_order and pick_genre == genre_order[0]:
         why.append(Reason("genre", f"same genre ({pick_genre})", values={"genre": pick_genre}))
@@ -101,5 +120,4 @@ def reasons(pick_genre: str, genre_order: Sequence[str], shares: dict[str, float
     close = sorted((s, name) for name, s in shares.items() if s >= 100 * CLOSE_SHARE)
     for rank, (s, name) in enumerate(reversed(close)):
         why.append(Reason(name, ASPECT_WORDS[name], main=rank == 0, values={"percentile": round(s, 1)}))
-    key = key_reason(pick_key, your_key)
-    return why + ([key] if key else [])
+    return why + [r for r in (key_reason(pick_key, your_key), tempo_reason(pick_bpm, your_bpm)) if r]

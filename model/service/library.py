@@ -1,7 +1,7 @@
 """The service's state: a store, the classifier and the k-NN index over the store, built once.
 
-`Library.analyse` is all a request does: features, one network pass, one index query, one fingerprint query.
-It reads only `Library.spans` of an upload, so a long one need be decoded only there (model.audio.decoding).
+`Library.analyse` is all a request does: features, one network pass, one index query, and fingerprint queries
+of all of the upload (`Library.searched`): a library track anywhere in a long upload is found, and never picked.
 
 An upload the fingerprints recognise as a library track (all of it, or an excerpt: `Analysis.match`) is
 named, and its picks are searched in that track's genre; library tracks found inside a longer upload (a
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from model.audio.decoding import Audio, resample
-from model.audio.features import analysis_spans, chromagram, excerpt_span, patch_spans
+from model.audio.features import chromagram, excerpt_span, log_mel, tempo
 from model.index.ann import IndexMismatch, load_index
 from model.index.build import fit_index, index_key, index_path
 from model.index.explain import Reason, aspects, closeness, reasons, sample_rows
@@ -29,7 +29,7 @@ from model.index.knn import chroma_summary
 from model.network.classifier import GenreClassifier
 from model.network.embeddings import patch_embeddings
 from model.network.weights import BACKBONE_FILE, file_digest
-from model.params import HOP_LENGTH, MAX_PATCHES, N_CHROMA, SAMPLE_RATE
+from model.params import EXCERPT_S, HOP_LENGTH, MAX_PATCHES, N_CHROMA, SAMPLE_RATE
 from model.stores.feature_store import Store, StoreError, Track
 
 log = logging.getLogger("soundalike.library")
@@ -81,8 +81,9 @@ class Analysis:
     contains: list[Contained] = ()          # library tracks inside the upload, by start time (not `match`)
     picks_genre: str | None = None          # the genre the picks were searched in first (scope "genre")
     key: Key | None = None                  # the upload's estimated key (model.index.key)
+    tempo_bpm: float | None = None          # the upload's tempo (model.audio.features.tempo), None where none is heard
     searched_s: list[tuple[float, float]] = ()   # the parts of the upload (s) searched for library tracks
-                                                 # (`contains`): all of an upload up to EXCERPT_S
+                                                 # (`contains`), each alone: together, all of it
 
 
 class Library:
@@ -126,6 +127,12 @@ class Library:
         self._pickable = np.array([t.duration_s >= min_pick_s for t in self.tracks])
         self._too_short = [int(r) for r in np.flatnonzero(~self._pickable)]
         self._keys = estimate_keys(self._chroma_means())
+        # Tempos stored at preprocessing (0.0: no pulse heard); a store built before them names none.
+        self.tempos_known = store.tempos_known
+        self._tempos = [t.tempo_bpm or None if self.tempos_known else None for t in self.tracks]
+        if not self.tempos_known:
+            log.warning("the store at %s holds no tempos of this version: picks are served without tempo reasons "
+                        "until preprocess.py is run on its collection again", store.root)
         self.warm_up()
 
     def _chroma_means(self) -> np.ndarray:
@@ -165,24 +172,21 @@ class Library:
         self.analyse(Audio(noise, 22050, content_hash=""))
 
     @staticmethod
-    def spans(n_samples: int) -> list[tuple[int, int]]:
-        """The [start, stop) 16 kHz samples of an upload of `n_samples` that `analyse` reads: the network's
-        patches and the middle excerpt (its chromagram and fingerprints)."""
-        return analysis_spans(n_samples)
-
-    @staticmethod
     def searched(n_samples: int) -> list[tuple[int, int]]:
-        """The [start, stop) samples of an upload that are fingerprinted, each alone: its middle excerpt, and
-        the network's patches outside it (decoded anyway): a long upload is searched for library tracks
-        there only."""
+        """The [start, stop) samples of an upload that are fingerprinted, each alone: its middle excerpt (what
+        says whether the upload *is* a library track), then consecutive parts of up to EXCERPT_S tiling the
+        rest of it outwards from there, so a library track anywhere in a long upload is found."""
         excerpt = excerpt_span(n_samples)
-        return [excerpt] + [(a, b) for a, b in patch_spans(n_samples) if b <= excerpt[0] or a >= excerpt[1]]
+        part = int(EXCERPT_S * SAMPLE_RATE)
+        before = [(max(0, stop - part), stop) for stop in range(excerpt[0], 0, -part)]
+        after = [(start, min(n_samples, start + part)) for start in range(excerpt[1], n_samples, part)]
+        return [excerpt] + before + after
 
-    def _found(self, y: np.ndarray) -> list[tuple[Match, int]]:
-        """The library tracks the fingerprints find in the upload (16 kHz samples), each with the first sample
-        of the span it was found in: the middle excerpt's first, best first, then the others'."""
+    def _found(self, y: np.ndarray, spans: list[tuple[int, int]]) -> list[tuple[Match, int]]:
+        """The library tracks the fingerprints find in the `spans` of the upload (16 kHz samples), each with
+        the first sample of the span it was found in, span by span, best first."""
         found = []
-        for span in self.searched(len(y)):
+        for span in spans:
             found += [(m, span[0]) for m in self.copies.matches(query_prints(y, span))]
         return found
 
@@ -217,13 +221,14 @@ class Library:
         order = [track.genre] + ([] if probabilities is None else
                                  [self.classifier.genres[i] for i in np.argsort(-probabilities, kind="stable")])
         x = self.index.X_[row].astype(np.float64)
-        return self._recommend(x, list(dict.fromkeys(order)), self._by_hash[track.content_hash], self._keys[row], n)
+        return self._recommend(x, list(dict.fromkeys(order)), self._by_hash[track.content_hash], self._keys[row],
+                               self._tempos[row], n)
 
     def _recommend(self, query: np.ndarray, genre_order: list[str], left_out: list[int], key: Key | None,
-                   k: int | None = None) -> list[Recommendation]:
+                   bpm: float | None, k: int | None = None) -> list[Recommendation]:
         """The `k` picks (default: the index's k) for `query`, a row of the index's space, searched in
         `genre_order` (most likely first): never a row of `left_out` nor a track too short to pick, each
-        with how much closer it is than the rest of the library and why it was picked (`key`: the query's)."""
+        with how much closer it is than the rest of the library and why it was picked (`key`, `bpm`: the query's)."""
         picks = self.index.query(query, genre_order, exclude=list(dict.fromkeys(left_out + self._too_short)), k=k)
         eligible = self._pickable.copy()
         eligible[left_out] = False
@@ -232,26 +237,33 @@ class Library:
         # With scope "library" a pick from another genre is no fall-back, so only "same genre" is said.
         ranked = genre_order if self.scope == "genre" else genre_order[:1]
         return [Recommendation(self.tracks[p.index], p.distance, 1.0 / (1.0 + p.distance), pct,
-                               reasons(self.tracks[p.index].genre, ranked, share, self._keys[p.index], key))
+                               reasons(self.tracks[p.index].genre, ranked, share, self._keys[p.index], key,
+                                       self._tempos[p.index], bpm))
                 for p, pct, share in zip(picks, percentiles, shares)]
 
     def analyse(self, audio: Audio) -> Analysis:
         y = resample(audio.samples, audio.sample_rate)
-        # The chromagram (for the key, and the search where it uses chroma) and the fingerprint (both of the
-        # middle excerpt) are computed on another core, beside the network pass.
+        # The chromagram of the middle excerpt (for the key, and the search where it uses chroma), the tempo and
+        # the fingerprints are computed on the other core, beside the network pass.
         chroma = self._chroma_pool.submit(chromagram, y)
-        found = self._chroma_pool.submit(self._found, y)
+        # The parts searched, in two halves: a long upload's search takes both cores while the network's pass
+        # is done (the middle excerpt's matches come first).
+        spans = self.searched(len(y))
+        halves = [self._chroma_pool.submit(self._found, y, spans[i::2]) for i in range(2)]
+        # The tempo of the middle excerpt, as preprocess.py estimates each library track's.
+        bpm = self._chroma_pool.submit(lambda: tempo(log_mel(y[slice(*excerpt_span(len(y)))])))
         probs, embedding = self.classifier.analyse(y)
         order = np.argsort(-probs, kind="stable")
         genres = [self.classifier.genres[i] for i in order]
         # Only the middle excerpt's matches can say what the upload is (their coverage is of it).
         excerpt_start = excerpt_span(len(y))[0]
-        whole = [f.row for f, start in found.result()
+        found = halves[0].result() + halves[1].result()
+        whole = [f.row for f, start in found
                  if start == excerpt_start and self._is_whole(f, audio.duration_s)]
         same = self._copies(self._by_hash.get(audio.content_hash, [])[:1] + whole)
         inside: list[int] = []   # the rows of tracks inside the upload, and their library copies
         contains = []
-        for f, start in found.result():
+        for f, start in found:
             if f.row not in same and f.row not in inside:   # a repeat of a listed track is not listed again
                 contains.append(self._placed(f, start, audio.duration_s))
                 inside += self._copies([f.row])
@@ -265,7 +277,7 @@ class Library:
             genre=genres[0],
             probabilities={g: float(probs[i]) for g, i in zip(genres, order)},
             match=match,
-            recommendations=self._recommend(query, order_for_picks, same + inside, key),
+            recommendations=self._recommend(query, order_for_picks, same + inside, key, bpm.result()),
             duration_s=audio.duration_s,
             truncated=audio.truncated,
             unsure_reason=self.classifier.unsure(probs, audio.duration_s),
@@ -273,5 +285,6 @@ class Library:
             contains=sorted(contains, key=lambda c: c.start_s),
             picks_genre=order_for_picks[0] if self.scope == "genre" else None,
             key=key,
+            tempo_bpm=bpm.result(),
             searched_s=[(round(float(a) / SAMPLE_RATE, 2), round(float(b) / SAMPLE_RATE, 2))
                         for a, b in self.searched(len(y))])

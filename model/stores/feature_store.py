@@ -9,7 +9,7 @@ everything was computed with.
                                            rescans came: null in older shards) path, title, artist, album,
                                            track_no, year, route, size, mtime_ns, network, probabilities
                                            (float32 list, one per genre), embedding (float32 list), written_ns,
-                                           removed
+                                           removed; and (rows since tempos came) tempo_bpm
     DATA/<genre>/features/<id>.npz         mel (frames, N_MELS), chroma (N_CHROMA, frames): only with log_mel
 
 A row is about 8 kB for a 30 s clip and 60-70 kB for a 4-minute song (the fingerprint, mostly) where the
@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 
 from model.atomic import atomic_write, remove_leftovers
 from model.index.fingerprint import Fingerprint, fingerprint_params
-from model.params import N_CHROMA, feature_params
+from model.params import N_CHROMA, feature_params, tempo_params
 
 MANIFEST = "manifest.json"
 LOCK = ".writer.lock"
@@ -62,7 +62,8 @@ MERGE_AT = 8
 SHARD_ROWS = 50_000
 _TAG_FIELDS = [("path", pa.string()), ("title", pa.string()), ("artist", pa.string()), ("album", pa.string()),
                ("track_no", pa.int32()), ("year", pa.int32()), ("route", pa.string()), ("size", pa.int64()),
-               ("mtime_ns", pa.int64()), ("network", pa.string()), ("written_ns", pa.int64())]
+               ("mtime_ns", pa.int64()), ("network", pa.string()), ("written_ns", pa.int64()),
+               ("tempo_bpm", pa.float64())]
 _TRACK_COLUMNS = ["id", "source", "duration_s", "content_hash", *(name for name, _ in _TAG_FIELDS)]
 SCHEMA = pa.schema([
     ("id", pa.string()), ("source", pa.string()), ("duration_s", pa.float64()), ("content_hash", pa.string()),
@@ -118,6 +119,8 @@ class Track:
     mtime_ns: int | None = None    # re-analyses it when either changes (None: an older row, left as it is)
     network: str = ""    # model.network digests of the weights its embedding and probabilities came from
     written_ns: int = 0  # when the row was written: a track's latest row wins
+    tempo_bpm: float | None = None   # model.audio.features.tempo of its middle excerpt; 0.0: no pulse heard;
+                                     # None: a row stored before tempos were
 
 
 @dataclass(frozen=True)
@@ -224,12 +227,27 @@ class Store:
                                  f"{'with' if log_mel else 'without'} them in another folder")
         elif create:
             self.manifest = {"format": STORE_FORMAT, "params": store_params(), "versions": _versions(),
-                             "log_mel": True if log_mel is None else log_mel}
-            with atomic_write(manifest_path, "w") as f:
-                json.dump(self.manifest, f, indent=2)
+                             "log_mel": True if log_mel is None else log_mel, "tempo": tempo_params()}
+            self._write_manifest()
         else:
             raise StoreError(f"no feature store at {self.root} (no {MANIFEST}): build one with preprocess.py")
         self._load_tables()
+
+    def _write_manifest(self) -> None:
+        with atomic_write(self.root / MANIFEST, "w") as f:
+            json.dump(self.manifest, f, indent=2)
+
+    @property
+    def tempos_known(self) -> bool:
+        """Whether every row's tempo was estimated as this version estimates it (`tempo_params`): a store
+        built before tempos were (or with another recipe) serves without them until preprocess.py is
+        run on its collection again (`record_tempos`)."""
+        return self.manifest.get("tempo") == tempo_params()
+
+    def record_tempos(self) -> None:
+        """Record that every row's tempo is now of this version's recipe (ingest, once it has estimated them all)."""
+        self.manifest = {**self.manifest, "tempo": tempo_params()}
+        self._write_manifest()
 
     @property
     def keeps_mel(self) -> bool:

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from model.audio.decoding import AudioError, decode
-from model.audio.features import analysis_spans, chromagram, excerpt_span, log_mel, patches, track_features
+from model.audio.features import analysis_spans, chromagram, excerpt_span, log_mel, patches, tempo, track_features
 from model.audio.tags import read_tags
 from model.index.fingerprint import fingerprint
 from model.index.knn import chroma_summary
 from model.network.classifier import GenreClassifier
 from model.network.weights import network_digest
-from model.params import GENRES, MAX_PATCHES
+from model.params import GENRES, HOP_LENGTH, MAX_PATCHES
 from model.progress import Progress
 from model.stores import local_engine
 from model.stores.collection import Candidate, discover, genre_root, walk
@@ -110,13 +110,15 @@ def process(job: Job, candidate: Candidate) -> tuple[Entry, bool]:
     (`analysis_spans`: the network's patches and the middle excerpt; all of a clip of about 30 s): a
     4-minute song costs about a fifth. Its fingerprint is then of the middle excerpt, which is what an
     upload's fingerprint query is made of (a whole copy matches it), and its content hash, the file's
-    bytes' (the decoded samples' hash needs all of them)."""
+    bytes' (the decoded samples' hash needs all of them). The tempo is estimated from the log-mel of the middle
+    excerpt computed anyway (about 1 ms a track), as an upload's is."""
     status = candidate.path.stat()
     classifier = _classifier(job.weights_dir)
     if job.mel_root is None:
         audio = decode(candidate.path, spans=analysis_spans)
         excerpt = audio.samples[slice(*excerpt_span(len(audio.samples)))]
-        chroma, prints = chromagram(audio.samples), fingerprint(log_mel(excerpt))
+        mel = log_mel(excerpt)
+        chroma, prints, excerpt_mel = chromagram(audio.samples), fingerprint(mel), mel
         probabilities, embedding = classifier.analyse(audio.samples)
         content_hash = audio.content_hash or _file_hash(candidate.path)
     else:
@@ -127,6 +129,8 @@ def process(job: Job, candidate: Candidate) -> tuple[Entry, bool]:
             patches(features["mel"], MAX_PATCHES, loop=classifier.head_input.loop_short))
         probabilities, embedding = patch_probabilities / patch_probabilities.sum(), embeddings.mean(axis=0)
         chroma, prints, content_hash = features["chroma"], fingerprint(features["mel"]), audio.content_hash
+        start, stop = excerpt_span(len(audio.samples))
+        excerpt_mel = features["mel"][start // HOP_LENGTH:stop // HOP_LENGTH]
     tags = read_tags(candidate.path)
     genre, route = place(candidate.genre, tags.genre, probabilities, job.genres)
     if job.mel_root is not None:
@@ -134,7 +138,7 @@ def process(job: Job, candidate: Candidate) -> tuple[Entry, bool]:
     track = Track(id=candidate.id, genre=genre, source=str(candidate.path), duration_s=round(audio.duration_s, 3),
                   content_hash=content_hash, path=candidate.relative, title=tags.title, artist=tags.artist,
                   album=tags.album, track_no=tags.track_no, year=tags.year, route=route, size=status.st_size,
-                  mtime_ns=status.st_mtime_ns, network=job.network)
+                  mtime_ns=status.st_mtime_ns, network=job.network, tempo_bpm=tempo(excerpt_mel) or 0.0)
     return Entry(track, chroma_summary(chroma), prints, probabilities.astype(np.float32),
                  embedding.astype(np.float32)), audio.truncated
 
@@ -171,10 +175,13 @@ def looks_like_gtzan(candidates: list[Candidate]) -> bool:
         and c.relative.split("/")[0] == Path(c.relative).stem.split(".")[0] for c in candidates)
 
 
-def _stale(track: Track, candidate: Candidate, job: Job) -> str | None:
-    """Why a stored track must be analysed again, or None."""
+def _stale(track: Track, candidate: Candidate, job: Job, tempos_known: bool) -> str | None:
+    """Why a stored track must be analysed again, or None (`tempos_known`: the store's tempos are of this
+    version's recipe)."""
     if track.size is None:
         return "stored before tags and embeddings were (analysed once more)"
+    if track.tempo_bpm is None or not tempos_known:
+        return "for their tempo"
     status = candidate.path.stat()
     if (status.st_size, status.st_mtime_ns) != (track.size, track.mtime_ns):
         return "changed files"
@@ -220,7 +227,7 @@ def ingest(source: Path, data_dir: Path, workers: int | None = None, progress: b
         todo, updating = [], {}
         for c in candidates:
             old = by_source.get(str(c.path))
-            why = None if old is None else _stale(old, c, job)
+            why = None if old is None else _stale(old, c, job, store.tempos_known)
             if old is not None and why is None:
                 summary.already += 1
                 continue
@@ -262,5 +269,8 @@ def ingest(source: Path, data_dir: Path, workers: int | None = None, progress: b
         for track in gone:
             store.remove(track)
             summary.removed += 1
+    # Once the rows are written (the writer flushes them as it ends): every row's tempo is now this recipe's.
+    if not store.tempos_known and all(t.tempo_bpm is not None for t in store.tracks()):
+        store.record_tempos()
     summary.seconds = time.perf_counter() - start
     return summary
