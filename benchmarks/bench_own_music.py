@@ -58,7 +58,7 @@ def per_track_costs(path: Path, repeats: int = 3) -> dict[str, float]:
     from model.audio.tags import read_tags
     from model.index.fingerprint import fingerprint
     from model.network.classifier import GenreClassifier
-    from model.stores.ingest import limit_threads
+    from model.stores.engine import limit_threads
 
     limit_threads()
     warm_up()
