@@ -207,3 +207,11 @@ def test_a_store_with_log_mels_re_analyses_the_network_from_them_without_decodin
     assert counted["decode"] == counted["chromagram"] == 4 and counted["network"] == counted["fingerprint"] == 0
     # What the move left behind (the features files of the genres they left) is cleared by the next run.
     assert len(list(data.glob("*/features/*.npz"))) == 4
+    # A features file gone: its track is analysed whole again, not lost.
+    store = Store(data)
+    store.features_path(store.tracks()[0].genre, store.tracks()[0].id).unlink()
+    monkeypatch.setattr("model.stores.ingest.network_digest", lambda weights_dir: "third-backbone")
+    summary = ingest(music, data, workers=1, progress=False)
+    assert (summary.updated, summary.removed, summary.skipped) == (4, 0, [])
+    store = Store(data)
+    assert len(store) == 4 and all(store.features_path(t.genre, t.id).exists() for t in store.tracks())

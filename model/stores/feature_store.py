@@ -302,10 +302,15 @@ class Store:
         this version's (`changed_parts`)."""
         return changed_parts(track.analysis or self._recorded_key, self.analysis_key)
 
+    @property
+    def of_current_params(self) -> bool:
+        """Whether the manifest records this version's parameters (`store_params`)."""
+        return self.manifest["params"] == store_params()
+
     def record_params(self) -> bool:
         """Record this version's parameters in the manifest once every track's row is of them (after a
         rescan); returns whether the manifest now records them."""
-        if self.manifest["params"] == store_params():
+        if self.of_current_params:
             return True
         if any(self.stale_parts(t) for t in self.tracks()):
             return False

@@ -176,8 +176,11 @@ def reanalyse(job: Job, candidate: Candidate) -> tuple[Entry, bool]:
         if "network" in redo:
             probabilities, embedding = _classifier(job.weights_dir).analyse(y)
     else:
-        with np.load(Path(job.mel_root) / old.genre / FEATURES / f"{old.id}.npz") as npz:
-            features = {name: npz[name] for name in npz.files}
+        try:
+            with np.load(Path(job.mel_root) / old.genre / FEATURES / f"{old.id}.npz") as npz:
+                features = {name: npz[name] for name in npz.files}
+        except (OSError, ValueError):   # its features file is gone or damaged: analysed whole again
+            return process(job, dataclasses.replace(candidate, redo=None, previous=None))
         if "chroma" in redo:
             audio = decode(candidate.path, spans=lambda n: [excerpt_span(n)])
             features["chroma"], truncated = chromagram(audio.samples), audio.truncated
@@ -354,7 +357,9 @@ def ingest(source: Path, data_dir: Path, workers: int | None = None, progress: b
         for track in gone:
             store.remove(track)
             summary.removed += 1
-        store.flush()
-        store.record_params()   # once no row is of other parameters (another collection's may still be)
+    if not store.of_current_params:
+        # Once every row is written, and none is of other parameters (another collection's may still be).
+        with store.writer():
+            store.record_params()
     summary.seconds = time.perf_counter() - start
     return summary
