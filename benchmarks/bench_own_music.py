@@ -58,7 +58,7 @@ def per_track_costs(path: Path, repeats: int = 3) -> dict[str, float]:
     from model.audio.tags import read_tags
     from model.index.fingerprint import fingerprint
     from model.network.classifier import GenreClassifier
-    from model.stores.ingest import limit_threads
+    from model.stores.engine import limit_threads
 
     limit_threads()
     warm_up()
@@ -103,12 +103,35 @@ def throughput(library: Path, workers: int, repeats: int, tmp: Path) -> tuple[li
     return rates, size, report
 
 
+def _reset_peak() -> None:
+    """Start VmHWM (the peak resident memory) again from now (Linux 4.0 and later)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def synthetic_prints(n: int, hashes_per_track: int, seed: int = 0) -> list:
+    """`n` fingerprints shaped like a compact store's (`hashes_per_track` landmark hashes of the middle
+    EXCERPT_S, frames counted from its start): hashes made of a band, a band difference and a time difference
+    as `model.index.fingerprint.fingerprint` makes them, so that they spread over the same hash space."""
+    from model.index.fingerprint import MAX_DF, MAX_DT, Fingerprint
+    from model.params import EXCERPT_S, HOP_LENGTH, N_MELS, SAMPLE_RATE
+
+    rng = np.random.default_rng(seed)
+    frames, total = int(EXCERPT_S * SAMPLE_RATE / HOP_LENGTH), n * hashes_per_track
+    # Views of two arrays, as the store's reads return them (one buffer a column), not n small arrays each.
+    hashes = ((rng.integers(0, N_MELS, total, dtype=np.uint32) << 13)
+              | (rng.integers(0, 2 * MAX_DF + 1, total, dtype=np.uint32) << 6)
+              | rng.integers(1, MAX_DT + 1, total, dtype=np.uint32))
+    times = np.sort(rng.integers(0, frames, (n, hashes_per_track), dtype=np.int32), axis=1).ravel()
+    return [Fingerprint(hashes[i:i + hashes_per_track], times[i:i + hashes_per_track])
+            for i in range(0, total, hashes_per_track)]
+
+
 def service_memory(n: int, hashes_per_track: int) -> dict[str, float]:
     """MB the service holds for `n` synthetic tracks: the Track records (with tags; resident memory
     grown), the search matrices of the mix space (chroma summary and embedding, float32), and the
-    fingerprint index (`hashes_per_track` each: the bytes of its arrays, which is what stays after
-    `fit`; its temporaries are freed to the allocator)."""
-    from model.index.fingerprint import Fingerprint, FingerprintIndex
+    fingerprint index (`hashes_per_track` each): the bytes of its arrays, the resident memory it leaves once
+    the fingerprints it was fitted on are freed, and the peak while it is fitted (beyond the fingerprints)."""
+    from model.index.fingerprint import FingerprintIndex
     from model.stores.feature_store import Track
 
     out = {}
@@ -124,12 +147,21 @@ def service_memory(n: int, hashes_per_track: int) -> dict[str, float]:
                     written_ns=i) for i in range(n)]
     out["track records"] = rss_mb(os.getpid()) - before
     out["search matrices (mix space)"] = n * (36 + 200) * 4 / 2 ** 20
-    rng = np.random.default_rng(0)
-    prints = [Fingerprint(rng.integers(0, 2 ** 32, hashes_per_track, dtype=np.uint32),
-                          np.sort(rng.integers(0, 15000, hashes_per_track)).astype(np.int32)) for _ in range(n)]
+    gc.collect()
+    base = rss_mb(os.getpid())
+    prints = synthetic_prints(n, hashes_per_track)
+    with_prints = rss_mb(os.getpid())
+    _reset_peak()
     index = FingerprintIndex().fit(prints)
-    out["fingerprint index"] = (index.hashes_.nbytes + index.rows_.nbytes + index.times_.nbytes) / 2 ** 20
-    del tracks, index, prints
+    peak = rss_mb(os.getpid(), "VmHWM") - with_prints
+    del prints
+    gc.collect()
+    out["fingerprint index"] = rss_mb(os.getpid()) - base
+    arrays = sum(a.nbytes for a in vars(index).values() if isinstance(a, np.ndarray)) / 2 ** 20
+    print(f"  fingerprint index at {n} tracks: arrays {arrays:.0f} MB, resident {out['fingerprint index']:.0f} MB once "
+          f"its input is freed; while fitted, {with_prints - base:.0f} MB of fingerprints read and {peak:.0f} MB more "
+          "at the peak")
+    del tracks, index
     return out
 
 

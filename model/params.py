@@ -1,7 +1,8 @@
 """The single source of truth for every audio, feature and label parameter.
 
-Stores record `feature_params()` in their manifest; loading a store whose recorded
-parameters differ from these is an error (see `model.stores.feature_store`).
+Stores record `feature_params()` in their manifest; reading a store whose recorded
+parameters differ from these is refused until a rescan (preprocess.py) has computed again the parts of
+its rows they change (see `model.stores.feature_store`).
 """
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ FULL_SCALE_HEADROOM = 2.0    # peak, times full scale
 MAX_FLOAT_PEAK = 1000.0      # peak, times full scale
 
 # Bump when the way features (or the chroma summaries and fingerprints stored of them) are computed changes
-# without a parameter changing. 2: the stored chromagram is of a track's middle EXCERPT_S only (1: of all of it).
+# without a parameter changing (a rescan then computes every row's chroma summary and fingerprint again).
+# 2: the stored chromagram is of a track's middle EXCERPT_S only (1: of all of it).
 FEATURE_VERSION = 2
 
 

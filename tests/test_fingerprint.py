@@ -68,3 +68,24 @@ def test_peaks_are_those_of_scipys_maximum_filter(shape):
     np.testing.assert_array_equal(
         _running_max(_running_max(mel, 2 * PEAK_FRAMES + 1, 0), 2 * PEAK_BANDS + 1, 1),
         maximum_filter(mel, size=(2 * PEAK_FRAMES + 1, 2 * PEAK_BANDS + 1), mode="nearest"))
+
+
+def test_the_index_holds_4_bytes_a_hash_and_scores_as_counting_every_offset_does(monkeypatch):
+    import model.index.fingerprint as fp
+    from model.index.fingerprint import HASH_SPACE, Fingerprint
+
+    monkeypatch.setattr(fp, "FIT_BATCH", 7)   # several batches, as a large library is fitted
+    rng = np.random.default_rng(0)
+    # Few distinct hashes, so that every hash has entries of many rows and many frames.
+    library = [Fingerprint(rng.integers(0, 40, n).astype(np.uint32) * (HASH_SPACE // 40),
+                           np.sort(rng.integers(0, 2000, n)).astype(np.int32)) for n in rng.integers(0, 300, 30)]
+    index = FingerprintIndex().fit(library)
+    assert index.entries_.dtype == np.uint32 and index.entries_.nbytes == 4 * sum(len(f.hashes) for f in library)
+    query = Fingerprint(library[3].hashes[20:120], library[3].times[20:120] - 5)
+    expected = []
+    for f in library:   # per row: the most query hashes that agree on one offset, counted pair by pair
+        offsets = [t - qt for h, t in zip(f.hashes, f.times) for qh, qt in zip(query.hashes, query.times) if h == qh]
+        expected.append(max(np.unique(offsets, return_counts=True)[1], default=0))
+    assert index.scores(query).tolist() == expected and int(np.argmax(expected)) == 3
+    with pytest.raises(ValueError, match="below"):
+        FingerprintIndex().fit([Fingerprint(np.array([HASH_SPACE], np.uint32), np.zeros(1, np.int32))])

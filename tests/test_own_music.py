@@ -194,7 +194,7 @@ def test_a_rescan_stores_new_updates_changed_removes_gone_and_leaves_the_rest(li
     monkeypatch.setattr("model.stores.ingest.network_digest", lambda weights_dir: "other-weights")
     upgraded = ingest(music, data, workers=1, progress=False)
     assert (upgraded.stored, upgraded.updated, upgraded.removed) == (0, len(LIBRARY), 0)
-    assert f"{len(LIBRARY)} for new network weights" in upgraded.report()
+    assert f"re-analysed {len(LIBRARY)} tracks for new network weights" in upgraded.report()
     assert all(t.network == "other-weights" for t in Store(data).tracks())
 
 

@@ -1,6 +1,8 @@
 """preprocess.py and the store: GTZAN's layouts, bad files, resuming, kill safety, parameter checks."""
+import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -8,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -131,7 +134,7 @@ def test_a_store_of_the_whole_track_chromagrams_before_is_refused(tmp_path):
     current = json.loads((tmp_path / "now" / MANIFEST).read_text())
     (tmp_path / MANIFEST).write_text(json.dumps({**current, "params": {**current["params"], **manifest["params"],
                                                                        "excerpt_s": None}}))
-    with pytest.raises(StoreError, match=r"feature_version=1 \(needs 2\), excerpt_s=None .*rebuild it"):
+    with pytest.raises(StoreError, match=r"feature_version=1 \(needs 2\), excerpt_s=None .*run preprocess.py on its collection again"):
         Store(tmp_path)
 
 
@@ -318,3 +321,73 @@ def test_sigterm_stops_a_run_at_once_keeping_what_it_stored_and_the_next_run_com
     final = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stderr
     assert f"{len(store)} already stored" in final.stdout and len(Store(data)) == 12
+
+
+def _rescan_changes(source: Path, data: Path, genres: tuple[str, ...]) -> None:
+    """A file added, one changed and one removed per genre; and every stored row's chroma of other parameters,
+    as a store built before a new chroma recipe is (its manifest records them, its rows name none)."""
+    for n, genre in enumerate(genres):
+        write_audio(source / genre / f"{genre}.00090.wav", tone(6.0, seed=90 + n), 22050)
+        write_audio(source / genre / f"{genre}.00000.wav", tone(7.0, seed=70 + n), 22050)
+        (source / genre / f"{genre}.00001.wav").unlink()
+    manifest = json.loads((data / MANIFEST).read_text())
+    manifest["params"]["chroma_hop"] = 1024
+    (data / MANIFEST).write_text(json.dumps(manifest))
+    for shard in data.glob("*/part-*.parquet"):
+        table = pq.read_table(shard)
+        column = table.schema.get_field_index("analysis")
+        pq.write_table(table.set_column(column, "analysis", pa.nulls(table.num_rows, pa.string())), shard)
+
+
+def _rows_of(data: Path) -> dict[str, tuple]:
+    """Each track's row but when it was written: its record, chroma summary, fingerprint, probabilities, embedding."""
+    store = Store(data)
+    tracks = store.tracks()
+    return {t.id: (dataclasses.replace(t, written_ns=0), s.tolist(), f.hashes.tolist(), f.times.tolist(), p, e)
+            for t, s, f, p, e in zip(tracks, store.chroma_summaries(tracks), store.fingerprints(tracks),
+                                     store.vectors(tracks, "probabilities"), store.vectors(tracks, "embedding"))}
+
+
+def test_kill_9_during_a_rescan_leaves_a_readable_store_that_the_next_run_completes_as_a_clean_rescan(tmp_path):
+    genres = ("blues", "disco", "pop", "rock")
+    source = make_collection(tmp_path / "src", genres=genres, per_genre=6, seconds=6.0)
+    data, clean = tmp_path / "data", tmp_path / "clean"
+    ingest(source, data, workers=2, progress=False, log_mel=False)
+    _rescan_changes(source, data, genres)
+    shutil.copytree(data, clean)
+    command = ["preprocess.py", str(source), "--data", str(data), "--workers", "2"]
+    # Each run is killed at its second shard write (the shard in its temporary file): the first is in place,
+    # so each run leaves some of the rescan done and some not, on a machine of any speed. A rescan writes a
+    # shard per genre at least (its last flush), so the first run cannot end before.
+    done = []
+    for _ in range(3):
+        run = PacedRun(command[1:])
+        shards = 0
+        while (point := run.next_pause()) is not None:
+            shards += point == "shard"
+            if shards == 2:
+                os.killpg(run.process.pid, signal.SIGKILL)
+                break
+            run.resume()
+        run.close()
+        if point is None:   # a later run had less than two shards left to write: it finished
+            break
+        store = Store(data, rescan=True)
+        assert_readable(store)
+        done.append(sum(not store.stale_parts(t) for t in store.tracks()))
+        # Rows of the old parameters remain: the store is not read as if it were of these.
+        with pytest.raises(StoreError, match="chroma_hop=1024"):
+            Store(data)
+    assert done and 0 < done[0] < 24, f"the first kill did not land mid-rescan: {done}"
+    final = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stderr
+    ingest(source, clean, workers=2, progress=False)
+    killed, unkilled = _rows_of(data), _rows_of(clean)
+    assert len(killed) == 24 and killed.keys() == unkilled.keys()
+    for track_id, (track, summary, hashes, times, probabilities, embedding) in killed.items():
+        other = unkilled[track_id]
+        assert (track, summary, hashes, times) == other[:4], track_id
+        np.testing.assert_allclose(probabilities, other[4], atol=1e-6)
+        np.testing.assert_allclose(embedding, other[5], atol=1e-6)
+    assert json.loads((data / MANIFEST).read_text())["params"] == json.loads((clean / MANIFEST).read_text())["params"]
+    assert not list(data.rglob("*.tmp"))

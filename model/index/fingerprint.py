@@ -11,6 +11,7 @@ and a match needs both many of them and a fair share of the query's hashes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -98,29 +99,69 @@ def query_prints(y: np.ndarray, span: tuple[int, int] | None = None) -> list[Fin
     return [fingerprint(log_mel(y[k * HOP_LENGTH // QUERY_PHASES:])) for k in range(QUERY_PHASES)]
 
 
-class FingerprintIndex:
-    """An inverted index of library fingerprints: `fit` on the library's, `query` with an upload's."""
+# Every hash `fingerprint` makes is below this: (band << 13) | ((band difference + MAX_DF) << 6) | time difference.
+HASH_SPACE = N_MELS << 13
+# Library tracks whose fingerprints are indexed at once while fitting: bounds the fit's temporary arrays
+# (about 60 bytes a hash: 1,024 songs' middle excerpts, some 150 MB) whatever the library's size.
+FIT_BATCH = 1024
 
-    def fit(self, fingerprints: list[Fingerprint]) -> "FingerprintIndex":
-        hashes = np.concatenate([f.hashes for f in fingerprints]) if fingerprints else np.zeros(0, np.uint32)
-        # int32 rows: 12 bytes per library hash held instead of 16 (2,400 hashes a 4-minute song in a compact store).
-        rows = np.repeat(np.arange(len(fingerprints), dtype=np.int32), [len(f.hashes) for f in fingerprints])
-        times = np.concatenate([f.times for f in fingerprints]) if fingerprints else np.zeros(0, np.int32)
-        order = np.argsort(hashes, kind="stable")
-        self.hashes_, self.rows_, self.times_ = hashes[order], rows[order], times[order]
-        self.n_tracks_ = len(fingerprints)
+
+class FingerprintIndex:
+    """An inverted index of library fingerprints: `fit` on the library's, `query` with an upload's.
+
+    Held as compressed rows over the hash space: a hash's entries are `entries_[offsets_[h]:offsets_[h + 1]]`,
+    each a library row and a frame packed in one integer (`row << time_bits_ | frame`). So a library hash
+    costs 4 bytes where rows and frames fit 32 bits (a compact store's 32 s excerpts have 2,000 frames: 11
+    bits, leaving 21 for 2 million tracks), else 8; the hash is where the entry is, not held beside it (it
+    was 12 bytes: hash, row and frame), and the offsets are a fixed 6 MB."""
+
+    def fit(self, fingerprints: Sequence[Fingerprint]) -> "FingerprintIndex":
+        n = self.n_tracks_ = len(fingerprints)
+        batches = [fingerprints[i:i + FIT_BATCH] for i in range(0, n, FIT_BATCH)]
+        counts, max_time = np.zeros(HASH_SPACE, np.int64), 0
+        for batch in batches:   # first pass: how many entries each hash has, and the largest frame
+            hashes = _joined(batch, "hashes", np.uint32)
+            if len(hashes) and int(hashes.max()) >= HASH_SPACE:
+                raise ValueError(f"fingerprint hashes are below {HASH_SPACE} (model.index.fingerprint.fingerprint)")
+            counts += np.bincount(hashes, minlength=HASH_SPACE)
+            times = _joined(batch, "times", np.int32)
+            if len(times) and times.min() < 0:
+                raise ValueError("fingerprint times are frames, 0 or more")
+            max_time = max(max_time, int(times.max()) if len(times) else 0)
+        self.time_bits_ = max(1, max_time.bit_length())
+        dtype = np.dtype(np.uint32 if self.time_bits_ + max(1, (n - 1).bit_length()) <= 32 else np.uint64)
+        self.offsets_ = np.zeros(HASH_SPACE + 1, np.int64)
+        np.cumsum(counts, out=self.offsets_[1:])
+        del counts
+        self.entries_ = np.empty(int(self.offsets_[-1]), dtype)
+        cursor = self.offsets_[:-1].copy()   # where each hash's next entry goes
+        first_row = 0
+        for batch in batches:   # second pass: each batch's entries into their hashes' places, rows in order
+            hashes = _joined(batch, "hashes", np.uint32)
+            rows = np.repeat(np.arange(first_row, first_row + len(batch), dtype=dtype), [len(f.hashes) for f in batch])
+            packed = (rows << dtype.type(self.time_bits_)) | _joined(batch, "times", np.int32).astype(dtype)
+            first_row += len(batch)
+            order = np.argsort(hashes, kind="stable")
+            hashes = hashes[order]
+            starts = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]]) if len(hashes) else np.zeros(0, int)
+            lengths = np.diff(np.r_[starts, len(hashes)])
+            rank = np.arange(len(hashes)) - np.repeat(starts, lengths)   # place among the batch's of its hash
+            self.entries_[cursor[hashes] + rank] = packed[order]
+            cursor[hashes[starts]] += lengths
         return self
 
     def _votes(self, query: Fingerprint) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every (query hash, library entry) pair with the same hash: (library row, time offset
         (library frame minus query frame), query frame) of each."""
-        q_hashes, q_times = query.hashes, query.times
-        lo = np.searchsorted(self.hashes_, q_hashes, side="left")
-        hi = np.searchsorted(self.hashes_, q_hashes, side="right")
+        q_hashes = np.minimum(np.asarray(query.hashes, np.int64), HASH_SPACE)   # beyond: no library entry
+        lo, hi = self.offsets_[q_hashes], self.offsets_[np.minimum(q_hashes + 1, HASH_SPACE)]
         counts = hi - lo
         entry = np.repeat(lo - np.cumsum(np.r_[0, counts[:-1]]), counts) + np.arange(counts.sum())
-        q = np.repeat(q_times, counts).astype(np.int64)
-        return self.rows_[entry].astype(np.int64), self.times_[entry].astype(np.int64) - q, q
+        packed = self.entries_[entry]
+        q = np.repeat(query.times, counts).astype(np.int64)
+        rows = (packed >> packed.dtype.type(self.time_bits_)).astype(np.int64)
+        frames = (packed & packed.dtype.type((1 << self.time_bits_) - 1)).astype(np.int64)
+        return rows, frames - q, q
 
     def scores(self, query: Fingerprint) -> np.ndarray:
         """Per library track, the most query hashes that agree on one time offset."""
@@ -173,6 +214,11 @@ class FingerprintIndex:
         extent = [(int(p.times.min()), int(p.times.max())) if len(p.times) else (0, 0) for p in prints]
         return [Match(int(r), int(best[r]), int(aligned[phase[r]][1][r]), int(aligned[phase[r]][2][r]),
                       int(aligned[phase[r]][3][r]), *extent[phase[r]]) for r in rows]
+
+
+def _joined(prints: Sequence[Fingerprint], name: str, dtype) -> np.ndarray:
+    """The `name` arrays ("hashes" or "times") of `prints`, one after another."""
+    return np.concatenate([np.asarray(getattr(f, name), dtype) for f in prints]) if prints else np.zeros(0, dtype)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from model.index.key import Key, estimate_key, estimate_keys
 from model.index.knn import chroma_summary
 from model.network.classifier import GenreClassifier
 from model.network.embeddings import patch_embeddings
-from model.network.weights import BACKBONE_FILE, file_digest
+from model.network.weights import BACKBONE_FILE, file_digest, network_digest
 from model.params import EXCERPT_S, HOP_LENGTH, MAX_PATCHES, N_CHROMA, SAMPLE_RATE
 from model.stores.feature_store import Store, StoreError, Track
 
@@ -110,6 +110,12 @@ class Library:
         for row, track in enumerate(self.tracks):
             self._by_hash.setdefault(track.content_hash, []).append(row)
         self._row_of = {track.id: row for row, track in enumerate(self.tracks)}
+        # Stored genre probabilities are used only where the weights that made them are these.
+        self._network = network_digest(weights_dir)
+        others = sum(t.network not in ("", self._network) for t in self.tracks)
+        if others:
+            log.warning("%d tracks of %s were analysed with other network weights: their stored genre "
+                        "probabilities are not used (run preprocess.py on the collection again)", others, store.root)
         # Each track's chroma summary and fingerprint are columns of the store's rows: no features file is read.
         self.copies = FingerprintIndex().fit(store.fingerprints(self.tracks))
         # The index saved beside the store (python -m model.index.build) if it was built for these tracks and settings.
@@ -217,7 +223,7 @@ class Library:
         a copy of the same audio, nor a track shorter than `min_pick_s`)."""
         row = self._row_of[track_id]
         track = self.tracks[row]
-        probabilities = self.store.vectors([track], "probabilities")[0]
+        probabilities = self.store.vectors([track], "probabilities")[0] if track.network == self._network else None
         order = [track.genre] + ([] if probabilities is None else
                                  [self.classifier.genres[i] for i in np.argsort(-probabilities, kind="stable")])
         x = self.index.X_[row].astype(np.float64)

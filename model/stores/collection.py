@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from model.stores.feature_store import safe_name
+from model.stores.feature_store import Entry, safe_name
 from model.stores.genre_names import genre_of
 
 # What is offered to the decoder; what it cannot decode is reported with its reason.
@@ -41,6 +41,10 @@ class Candidate:
     id: str
     path: Path           # absolute, as found (a link is not resolved)
     relative: str = ""   # its path relative to the collection, '/'-separated
+    # A stored track analysed again only in part (model.stores.ingest): the parts ("chroma", "fingerprint",
+    # "network") to compute, and its stored row, whose other parts are kept. None: all of it is analysed.
+    redo: frozenset[str] | None = None
+    previous: Entry | None = None
 
 
 @dataclass

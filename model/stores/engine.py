@@ -21,6 +21,7 @@ class Job:
     genres: str             # the genre route (model.stores.collection.GENRE_ROUTES)
     weights_dir: Path
     network: str            # model.network.weights.network_digest of `weights_dir`
+    analysis: str = ""      # model.stores.feature_store.analysis_key of this version's parameters
 
 
 Result = Union[tuple[Entry, bool], str]   # a row and its truncation flag, or why the file was skipped

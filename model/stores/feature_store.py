@@ -9,7 +9,9 @@ everything was computed with.
                                            rescans came: null in older shards) path, title, artist, album,
                                            track_no, year, route, size, mtime_ns, network, probabilities
                                            (float32 list, one per genre), embedding (float32 list), written_ns,
-                                           removed; and (rows since tempos came) tempo_bpm
+                                           removed; and (rows since tempos came) tempo_bpm; and (since rescans
+                                           re-analyse only what a change touches) analysis: `analysis_key` of the
+                                           parameters it was computed with
     DATA/<genre>/features/<id>.npz         mel (frames, N_MELS), chroma (N_CHROMA, frames): only with log_mel
 
 A row is about 8 kB for a 30 s clip and 60-70 kB for a 4-minute song (the fingerprint, mostly) where the
@@ -25,14 +27,22 @@ were computed: a temporary file, renamed, after every features file it names. So
 any moment leaves a readable store; what it had not written is computed again by the next run.
 Shards are never changed; small ones are merged into a new one, whose rows readers take once.
 A store of format 1 (a tracks.csv table per genre; feature version 1) is refused: it is built again.
+
+The manifest's parameters are those every row was computed with; each row also records them (`analysis`,
+empty in a row written before: the manifest's). Where this version's differ (a new FEATURE_VERSION, chroma
+or fingerprint parameters), reading the store is refused until a rescan (`Store(..., rescan=True)`, what
+preprocess.py opens) has analysed again the parts of each row they touch (`changed_parts`); then the
+manifest records the new parameters. So rows of other parameters are never used.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import re
+import sys
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -63,7 +73,7 @@ SHARD_ROWS = 50_000
 _TAG_FIELDS = [("path", pa.string()), ("title", pa.string()), ("artist", pa.string()), ("album", pa.string()),
                ("track_no", pa.int32()), ("year", pa.int32()), ("route", pa.string()), ("size", pa.int64()),
                ("mtime_ns", pa.int64()), ("network", pa.string()), ("written_ns", pa.int64()),
-               ("tempo_bpm", pa.float64())]
+               ("tempo_bpm", pa.float64()), ("analysis", pa.string())]
 _TRACK_COLUMNS = ["id", "source", "duration_s", "content_hash", *(name for name, _ in _TAG_FIELDS)]
 SCHEMA = pa.schema([
     ("id", pa.string()), ("source", pa.string()), ("duration_s", pa.float64()), ("content_hash", pa.string()),
@@ -121,6 +131,7 @@ class Track:
     written_ns: int = 0  # when the row was written: a track's latest row wins
     tempo_bpm: float | None = None   # model.audio.features.tempo of its middle excerpt; 0.0: no pulse heard;
                                      # None: a row stored before tempos were
+    analysis: str = ""   # `analysis_key` of the parameters its row was computed with ("": the manifest's)
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,33 @@ def safe_name(text: str) -> str:
 def store_params() -> dict:
     """What a store's rows and features depend on: the feature and the fingerprint parameters."""
     return {**feature_params(), "fingerprint": fingerprint_params()}
+
+
+# The parts of a row a parameter change may touch alone, and the parameters (of `store_params`) each depends
+# on beyond the log-mel's. "mel" is every other parameter: the log-mel that the network, the fingerprint and
+# a features file are computed from, so a change there re-analyses all of a track. The network's part is
+# named by its weights' digest, which each row records (`Track.network`).
+PART_PARAMS = {"chroma": ("feature_version", "excerpt_s", "chroma_n_fft", "chroma_hop", "n_chroma"),
+               "fingerprint": ("feature_version", "excerpt_s", "fingerprint")}
+
+
+def _digest(value: dict) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def analysis_key(params: dict) -> str:
+    """"mel=<digest>,chroma=<digest>,fingerprint=<digest>": what each part of a row computed with the store
+    parameters `params` depends on."""
+    own = {name for names in PART_PARAMS.values() for name in names}
+    parts = {"mel": {k: v for k, v in params.items() if k not in own},
+             **{part: {k: params.get(k) for k in names} for part, names in PART_PARAMS.items()}}
+    return ",".join(f"{part}={_digest(value)}" for part, value in parts.items())
+
+
+def changed_parts(recorded: str, current: str) -> set[str]:
+    """The parts ("mel", "chroma", "fingerprint") whose parameters differ between two `analysis_key`s."""
+    old, new = (dict(item.split("=", 1) for item in key.split(",")) for key in (recorded, current))
+    return {part for part, digest in new.items() if old.get(part) != digest}
 
 
 def _versions() -> dict[str, str]:
@@ -206,22 +244,27 @@ def _latest_of_each_id(table: pa.Table) -> pa.Table:
 def _track(genre: str, row: dict) -> Track:
     values = {k: ("" if v is None and k in _STRING_FIELDS else v) for k, v in row.items()}
     values["written_ns"] = values.get("written_ns") or 0
+    # Shared by every row of the same weights and parameters: one string each, not one per track.
+    values["network"], values["analysis"] = sys.intern(values["network"]), sys.intern(values["analysis"])
     return Track(genre=genre, **values)
 
 
 class Store:
     """A feature store rooted at a folder. Opening one checks its manifest against `store_params()`.
 
-    `log_mel` (only when the store is created): keep every track's full log-mel and chromagram."""
+    `log_mel` (only when the store is created): keep every track's full log-mel and chromagram.
+    `rescan`: open a store built with other parameters, to analyse its rows again (`stale_parts`); reading
+    one is otherwise refused."""
 
-    def __init__(self, root: Path | str, create: bool = False, log_mel: bool | None = None) -> None:
+    def __init__(self, root: Path | str, create: bool = False, log_mel: bool | None = None,
+                 rescan: bool = False) -> None:
         self.root = Path(root)
         self._pending: dict[str, list[Entry]] = {}
         self._flushed_at = time.monotonic()
         manifest_path = self.root / MANIFEST
         if manifest_path.exists():
             manifest = json.loads(manifest_path.read_text())
-            self.manifest = self._check(manifest)
+            self.manifest = self._check(manifest, rescan)
             if log_mel is not None and log_mel != self.keeps_mel:
                 raise StoreError(f"the store at {self.root} was built {self._mel_words()}: build a store "
                                  f"{'with' if log_mel else 'without'} them in another folder")
@@ -231,6 +274,8 @@ class Store:
             self._write_manifest()
         else:
             raise StoreError(f"no feature store at {self.root} (no {MANIFEST}): build one with preprocess.py")
+        self.analysis_key = analysis_key(store_params())   # what a row computed now records
+        self._recorded_key = analysis_key(self.manifest["params"])   # what a row that records none was computed with
         self._load_tables()
 
     def _write_manifest(self) -> None:
@@ -257,17 +302,41 @@ class Store:
     def _mel_words(self) -> str:
         return "with log-mels" if self.keeps_mel else "without log-mels (preprocess.py --no-keep-mel)"
 
-    def _check(self, manifest: dict) -> dict:
+    def _check(self, manifest: dict, rescan: bool) -> dict:
         if manifest.get("format") != STORE_FORMAT:
             raise StoreError(f"the store at {self.root} has format {manifest.get('format')}, "
                              f"this version reads format {STORE_FORMAT}: rebuild it with preprocess.py into an "
                              "empty folder")
         expected, recorded = store_params(), manifest.get("params", {})
         diff = [f"{k}={recorded.get(k)!r} (needs {v!r})" for k, v in expected.items() if recorded.get(k) != v]
-        if diff:
+        if diff and not rescan:
             raise StoreError(f"the store at {self.root} was built with other feature parameters: "
-                             f"{', '.join(diff)}; rebuild it with preprocess.py into an empty folder")
+                             f"{', '.join(diff)}; run preprocess.py on its collection again: the rescan analyses "
+                             "again the parts of each track they change")
         return manifest
+
+    def stale_parts(self, track: Track) -> set[str]:
+        """The parts of a track's row ("mel", "chroma", "fingerprint") computed with other parameters than
+        this version's (`changed_parts`)."""
+        return changed_parts(track.analysis or self._recorded_key, self.analysis_key)
+
+    @property
+    def of_current_params(self) -> bool:
+        """Whether the manifest records this version's parameters (`store_params`)."""
+        return self.manifest["params"] == store_params()
+
+    def record_params(self) -> bool:
+        """Record this version's parameters in the manifest once every track's row is of them (after a
+        rescan); returns whether the manifest now records them."""
+        if self.of_current_params:
+            return True
+        if any(self.stale_parts(t) for t in self.tracks()):
+            return False
+        self.manifest = {**self.manifest, "params": store_params(), "versions": _versions()}
+        self._recorded_key = self.analysis_key
+        with atomic_write(self.root / MANIFEST, "w") as f:
+            json.dump(self.manifest, f, indent=2)
+        return True
 
     def _shard_paths(self, genre: str) -> list[Path]:
         return sorted(self.root.glob(f"{genre}/{SHARD_PREFIX}*{SHARD_SUFFIX}"), key=_shard_number)

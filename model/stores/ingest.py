@@ -3,11 +3,13 @@
 Each track is decoded once; its chromagram summary, fingerprint, tags, and the network's genre
 probabilities and mean embedding are stored (its full log-mel too, where the store keeps them). Its genre
 comes from its folder, its genre tag or the classifier (`place`). A re-run is a rescan: what is new is
-stored, what changed (size or modification time, or the network's weights) is analysed again, what is
-gone is removed, and the rest is left as it is.
+stored, what changed (size or modification time) is analysed again, what is gone is removed, and the rest
+is left as it is. Where the network's weights or the feature parameters changed, only the parts of each row
+that depend on them are computed again (`reanalyse`), and the summary says so.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections import Counter
@@ -28,7 +30,7 @@ from model.progress import Progress
 from model.stores import local_engine
 from model.stores.collection import Candidate, discover, genre_root, walk
 from model.stores.engine import Job, Result, Run
-from model.stores.feature_store import MANIFEST, Entry, Store, Track
+from model.stores.feature_store import FEATURES, MANIFEST, Entry, Store, Track
 from model.stores.genre_names import genre_of
 from model.stores.gtzan_names import GTZAN_ID
 
@@ -49,7 +51,9 @@ class Summary:
     passed_over: list[tuple[str, str]] = field(default_factory=list)   # (path, reason): hidden files, links, FIFOs...
     truncated: list[str] = field(default_factory=list)                 # stored on what decodes of them
     routes: Counter = field(default_factory=Counter)                   # how the analysed tracks' genres were chosen
-    why_updated: Counter = field(default_factory=Counter)
+    why_updated: Counter = field(default_factory=Counter)   # analysed again whole, by why
+    reanalysed: Counter = field(default_factory=Counter)    # analysed again in part: (why, what) -> tracks
+    moved: int = 0              # of those, tracks the classifier placed that its new weights place elsewhere
     other_files: int = 0        # files that are not audio by their extension (covers, notes, playlists)
     links_followed: int = 0     # links out of the collection, followed once
     seconds: float = 0.0
@@ -64,6 +68,10 @@ class Summary:
                 f"{self.routes[r]} {ROUTE_WORDS[r]}" for r in ROUTE_WORDS if self.routes[r]))
         if self.why_updated:
             lines.append("updated: " + ", ".join(f"{n} {why}" for why, n in self.why_updated.most_common()))
+        lines += [f"re-analysed {_plural(n, 'track')} {why}: {what} only, the rest of their rows kept"
+                  for (why, what), n in self.reanalysed.most_common()]
+        if self.moved:
+            lines.append(f"  {_plural(self.moved, 'track')} placed by the classifier moved genre with its new weights")
         if self.links_followed:
             lines.append(f"followed {_plural(self.links_followed, 'link')} out of the collection (once each)")
         lines += [f"  skipped {path}: {reason}" for path, reason in self.skipped]
@@ -101,6 +109,13 @@ def _file_hash(path: Path) -> str:
     return f"file:{digest.hexdigest()}"
 
 
+def _network_of_mel(classifier: GenreClassifier, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Genre probabilities (summing to 1) and mean embedding from a stored track's whole log-mel: the patches
+    are cut from it as the embedding space's are from stored ones."""
+    probabilities, embeddings = classifier.analyse_patches(patches(mel, MAX_PATCHES, loop=classifier.head_input.loop_short))
+    return probabilities / probabilities.sum(), embeddings.mean(axis=0)
+
+
 def process(job: Job, candidate: Candidate) -> tuple[Entry, bool]:
     """Decode one file once and compute its store row (and, where the store keeps them, write its full
     features file); raises AudioError for bad audio. The one per-track function of every engine.
@@ -112,6 +127,8 @@ def process(job: Job, candidate: Candidate) -> tuple[Entry, bool]:
     upload's fingerprint query is made of (a whole copy matches it), and its content hash, the file's
     bytes' (the decoded samples' hash needs all of them). The tempo is estimated from the log-mel of the middle
     excerpt computed anyway (about 1 ms a track), as an upload's is."""
+    if candidate.redo is not None:
+        return reanalyse(job, candidate)
     status = candidate.path.stat()
     classifier = _classifier(job.weights_dir)
     if job.mel_root is None:
@@ -124,10 +141,7 @@ def process(job: Job, candidate: Candidate) -> tuple[Entry, bool]:
     else:
         audio = decode(candidate.path)
         features = track_features(audio.samples)
-        # The patches are cut from the log-mel computed anyway, as the embedding space's are from stored ones.
-        patch_probabilities, embeddings = classifier.analyse_patches(
-            patches(features["mel"], MAX_PATCHES, loop=classifier.head_input.loop_short))
-        probabilities, embedding = patch_probabilities / patch_probabilities.sum(), embeddings.mean(axis=0)
+        probabilities, embedding = _network_of_mel(classifier, features["mel"])
         chroma, prints, content_hash = features["chroma"], fingerprint(features["mel"]), audio.content_hash
         start, stop = excerpt_span(len(audio.samples))
         excerpt_mel = features["mel"][start // HOP_LENGTH:stop // HOP_LENGTH]
@@ -138,9 +152,56 @@ def process(job: Job, candidate: Candidate) -> tuple[Entry, bool]:
     track = Track(id=candidate.id, genre=genre, source=str(candidate.path), duration_s=round(audio.duration_s, 3),
                   content_hash=content_hash, path=candidate.relative, title=tags.title, artist=tags.artist,
                   album=tags.album, track_no=tags.track_no, year=tags.year, route=route, size=status.st_size,
-                  mtime_ns=status.st_mtime_ns, network=job.network, tempo_bpm=tempo(excerpt_mel) or 0.0)
+                  mtime_ns=status.st_mtime_ns, network=job.network, tempo_bpm=tempo(excerpt_mel) or 0.0,
+                  analysis=job.analysis)
     return Entry(track, chroma_summary(chroma), prints, probabilities.astype(np.float32),
                  embedding.astype(np.float32)), audio.truncated
+
+
+def reanalyse(job: Job, candidate: Candidate) -> tuple[Entry, bool]:
+    """A stored track's row with the parts `candidate.redo` computed again ("chroma", "fingerprint",
+    "network": new parameters or weights) and the others as `candidate.previous` holds them; its file is
+    unchanged. A track the classifier placed goes where its new probabilities place it.
+
+    A compact store's track is decoded where an analysis reads it (`analysis_spans`); where the store keeps
+    log-mels, the network and the fingerprint are computed from its stored log-mel, and only a new chroma
+    decodes it (its middle excerpt)."""
+    previous, redo = candidate.previous, candidate.redo
+    old = previous.track
+    chroma, prints = previous.chroma_summary, previous.fingerprint
+    probabilities, embedding = previous.probabilities, previous.embedding
+    truncated = False
+    if job.mel_root is None:
+        audio = decode(candidate.path, spans=analysis_spans)
+        y, truncated = audio.samples, audio.truncated
+        if "chroma" in redo:
+            chroma = chroma_summary(chromagram(y))
+        if "fingerprint" in redo:
+            prints = fingerprint(log_mel(y[slice(*excerpt_span(len(y)))]))
+        if "network" in redo:
+            probabilities, embedding = _classifier(job.weights_dir).analyse(y)
+    else:
+        try:
+            with np.load(Path(job.mel_root) / old.genre / FEATURES / f"{old.id}.npz") as npz:
+                features = {name: npz[name] for name in npz.files}
+        except (OSError, ValueError):   # its features file is gone or damaged: analysed whole again
+            return process(job, dataclasses.replace(candidate, redo=None, previous=None))
+        if "chroma" in redo:
+            audio = decode(candidate.path, spans=lambda n: [excerpt_span(n)])
+            features["chroma"], truncated = chromagram(audio.samples), audio.truncated
+            chroma = chroma_summary(features["chroma"])
+        if "fingerprint" in redo:
+            prints = fingerprint(features["mel"])
+        if "network" in redo:
+            probabilities, embedding = _network_of_mel(_classifier(job.weights_dir), features["mel"])
+    genre = old.genre
+    if "network" in redo and old.route == "model":
+        genre = place(None, "", probabilities, "model")[0]
+    if job.mel_root is not None and (genre != old.genre or "chroma" in redo):
+        Store.write_features_at(job.mel_root, genre, old.id, **features)
+    track = dataclasses.replace(old, genre=genre, network=job.network, analysis=job.analysis, written_ns=0)
+    return Entry(track, chroma, prints, np.asarray(probabilities, np.float32),
+                 np.asarray(embedding, np.float32)), truncated
 
 
 def attempt(job: Job, candidate: Candidate) -> Result:
@@ -175,19 +236,43 @@ def looks_like_gtzan(candidates: list[Candidate]) -> bool:
         and c.relative.split("/")[0] == Path(c.relative).stem.split(".")[0] for c in candidates)
 
 
-def _stale(track: Track, candidate: Candidate, job: Job, tempos_known: bool) -> str | None:
-    """Why a stored track must be analysed again, or None (`tempos_known`: the store's tempos are of this
-    version's recipe)."""
+# What each part of a row is, in a summary's words.
+PART_WORDS = {"network": "the network's embedding and genre probabilities", "chroma": "the chroma summary",
+              "fingerprint": "the fingerprint"}
+
+
+def _stale(track: Track, candidate: Candidate, job: Job, store: Store) -> tuple[str, frozenset[str] | None] | None:
+    """Why a stored track must be analysed again, and the parts of its row to compute (None: all of it); or
+    None where it is current."""
     if track.size is None:
-        return "stored before tags and embeddings were (analysed once more)"
-    if track.tempo_bpm is None or not tempos_known:
-        return "for their tempo"
+        return "stored before tags and embeddings were (analysed once more)", None
     status = candidate.path.stat()
     if (status.st_size, status.st_mtime_ns) != (track.size, track.mtime_ns):
-        return "changed files"
+        return "changed files", None
+    if track.tempo_bpm is None or not store.tempos_known:
+        return "for their tempo", None
+    parts = store.stale_parts(track)
+    if "mel" in parts:   # the log-mel everything is computed from
+        return "for new log-mel parameters", None
+    causes = []
     if track.network != job.network:
-        return "for new network weights"
-    return None
+        parts.add("network")
+        same_backbone = track.network.split("-")[0] == job.network.split("-")[0]
+        causes.append("a new genre head" if same_backbone else "new network weights")
+    if parts - {"network"}:
+        causes.append(f"new {' and '.join(sorted(parts - {'network'}))} parameters")
+    return (f"for {' and '.join(causes)}", frozenset(parts)) if parts else None
+
+
+def _with_rows(store: Store, partial: list[tuple[Candidate, Track, frozenset[str]]]) -> list[Candidate]:
+    """The candidates to analyse again in part, each with its stored row (read in one pass over the store)."""
+    if not partial:
+        return []
+    tracks = [old for _, old, _ in partial]
+    summaries, prints = store.chroma_summaries(tracks), store.fingerprints(tracks)
+    probabilities, embeddings = store.vectors(tracks, "probabilities"), store.vectors(tracks, "embedding")
+    return [dataclasses.replace(c, redo=redo, previous=Entry(old, summary, print_, p, e))
+            for (c, old, redo), summary, print_, p, e in zip(partial, summaries, prints, probabilities, embeddings)]
 
 
 def ingest(source: Path, data_dir: Path, workers: int | None = None, progress: bool = True,
@@ -216,24 +301,29 @@ def ingest(source: Path, data_dir: Path, workers: int | None = None, progress: b
     walked = walk(genre_root(source))
     if log_mel is None and not (Path(data_dir) / MANIFEST).exists():
         log_mel = looks_like_gtzan(discover(source, genres, walked=walked)[0])
-    store = Store(data_dir, create=True, log_mel=log_mel)
-    job = Job(store.root if store.keeps_mel else None, genres, weights_dir, network_digest(weights_dir))
+    store = Store(data_dir, create=True, log_mel=log_mel, rescan=True)
+    job = Job(store.root if store.keeps_mel else None, genres, weights_dir, network_digest(weights_dir),
+              store.analysis_key)
     with store.writer():
         summary = Summary(passed_over=[(str(p), why) for p, why in walked.passed_over],
                           other_files=walked.other_files, links_followed=walked.links_followed)
         by_source = {t.source: t for t in store.tracks()}
         candidates, passed = discover(source, genres, {s: t.id for s, t in by_source.items()}, walked)
         summary.skipped = [(str(p), why) for p, why in passed[len(walked.passed_over):]]
-        todo, updating = [], {}
+        todo, updating, partial = [], {}, []
         for c in candidates:
             old = by_source.get(str(c.path))
-            why = None if old is None else _stale(old, c, job, store.tempos_known)
-            if old is not None and why is None:
+            stale = None if old is None else _stale(old, c, job, store)
+            if old is not None and stale is None:
                 summary.already += 1
                 continue
-            todo.append(c)
+            if stale is not None and stale[1] is not None:
+                partial.append((c, old, stale[1]))
+            else:
+                todo.append(c)
             if old is not None:
-                updating[c.id] = (old, why)
+                updating[c.id] = (old, stale)
+        todo += _with_rows(store, partial)
         found = {str(c.path) for c in candidates}
         root = genre_root(source)
         gone = [t for s, t in by_source.items() if s not in found and Path(s).is_relative_to(root)]
@@ -244,16 +334,21 @@ def ingest(source: Path, data_dir: Path, workers: int | None = None, progress: b
         bar = Progress(len(todo), label="preprocess") if progress and todo else None
 
         def record(candidate: Candidate, result: Result) -> None:
-            old, why = updating.get(candidate.id, (None, None))
+            old, (why, redo) = updating.get(candidate.id, (None, (None, None)))
             if isinstance(result, tuple):
                 entry, truncated = result
                 store.add(entry)
-                summary.routes[entry.track.route] += 1
                 if old is None:
                     summary.stored += 1
                 else:
                     summary.updated += 1
-                    summary.why_updated[why] += 1
+                if redo is not None:
+                    summary.reanalysed[why, " and ".join(PART_WORDS[p] for p in PART_WORDS if p in redo)] += 1
+                    summary.moved += entry.track.genre != old.genre
+                else:
+                    summary.routes[entry.track.route] += 1
+                    if old is not None:
+                        summary.why_updated[why] += 1
                 if truncated:
                     summary.truncated.append(str(candidate.path))
             else:
@@ -269,6 +364,10 @@ def ingest(source: Path, data_dir: Path, workers: int | None = None, progress: b
         for track in gone:
             store.remove(track)
             summary.removed += 1
+    if not store.of_current_params:
+        # Once every row is written, and none is of other parameters (another collection's may still be).
+        with store.writer():
+            store.record_params()
     # Once the rows are written (the writer flushes them as it ends): every row's tempo is now this recipe's.
     if not store.tempos_known and all(t.tempo_bpm is not None for t in store.tracks()):
         store.record_tempos()

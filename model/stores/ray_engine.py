@@ -14,7 +14,6 @@ import logging
 import os
 import pickle
 import warnings
-from pathlib import Path
 
 from model.stores.collection import Candidate
 from model.stores.engine import Attempt, EngineError, Job, Record, limit_threads
@@ -63,7 +62,7 @@ def _prepare_worker() -> None:
 
 def _task(row: dict, attempt: Attempt, job: Job) -> dict:
     _prepare_worker()
-    candidate = Candidate(row["genre"], row["id"], Path(row["path"]), row["relative"])
+    candidate: Candidate = pickle.loads(row["candidate"])   # with a partial re-analysis's stored row
     # Pickled: a row's arrays (fingerprints of every length) need no Arrow schema of their own.
     return {"n": row["n"], "result": pickle.dumps(attempt(job, candidate))}
 
@@ -85,8 +84,7 @@ def run(attempt: Attempt, job: Job, todo: list[Candidate], record: Record,
         context.max_errored_blocks = -1   # a block (one track) whose worker died every time is skipped
         context.enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.ERROR)   # its notes on the run; errors still show
-        items = [{"n": n, "genre": c.genre, "id": c.id, "path": str(c.path), "relative": c.relative}
-                 for n, c in enumerate(todo)]
+        items = [{"n": n, "candidate": pickle.dumps(c)} for n, c in enumerate(todo)]
         with warnings.catch_warnings():
             # Ray 2.60 names no parameter for max_retries but warns about the generic ones; its default for
             # Ray Data tasks (-1) would retry a track that kills its worker for ever.
