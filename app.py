@@ -10,7 +10,6 @@ mapping given to `create_app`.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import logging
 import sqlite3
@@ -31,7 +30,8 @@ from model.service.feedback import VOTES, Feedback
 from model.service.headers import SECURITY_HEADERS, content_disposition
 from model.service.library import Analysis, Library, Recommendation
 from model.service.origin import foreign_sender
-from model.service.playback import BROWSER_TYPES, COPY_SUFFIX, PlaybackLimits, browser_plays, write_copy
+from model.service.playback import (BROWSER_TYPES, COPY_SUFFIX, PlaybackLimits, browser_plays, library_copy_name,
+                                    prune_copies, write_copy)
 from model.service.playlists import MIMETYPE as M3U_MIMETYPE, m3u8
 from model.service.server import prepare_process, serve
 from model.service.settings import FEEDBACK_FILE, FORM_OVERHEAD_BYTES, from_env
@@ -101,8 +101,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     uploads = Uploads(app.config["UPLOAD_DIR"], app.config["MAX_UPLOADS"], app.config["MAX_UPLOADS_BYTES"], playback)
     # Playable copies of library files in formats browsers do not play, made on first request.
     library_copies = Path(app.config["UPLOAD_DIR"]) / "library-copies"
+    pruned = 0
     if library_copies.is_dir():
         remove_leftovers(library_copies)   # a killed server's half-written copies
+        # Copies of files a rescan removed or changed, or of another library served before, are never asked for.
+        pruned = prune_copies(library_copies, (Path(t.source) for t in store.tracks()))
     admission = Admission(app.config["MAX_ANALYSES"], app.config["MAX_QUEUED"])
     about = {"tracks": len(store), "genres": {g: len(store.tracks(g)) for g in store.genres},
              "demo": demo_library.is_demo(store), "features": library.features, "scope": library.scope,
@@ -110,6 +113,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.logger.setLevel(logging.INFO)
     app.logger.info("Soundalike: %d tracks from %s (%s), features %s, scope %s", about["tracks"], store.root,
                     "demo library" if about["demo"] else "own store", library.features, library.scope)
+    if pruned:
+        app.logger.info("removed %d playable copies of library files no longer in the store", pruned)
 
     def wants_json() -> bool:
         return request.path.startswith("/api/")
@@ -208,9 +213,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def library_copy(source: Path) -> Path:
         """The playable copy of a library file browsers do not play, made once (one turn of the
         analyses: its memory is one block, its time bounded by `playback`)."""
-        stat = source.stat()
-        key = hashlib.sha256(f"{source}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:32]
-        copy = library_copies / f"{key}{COPY_SUFFIX}"
+        copy = library_copies / library_copy_name(source)
         if not copy.is_file():
             with admission.turn():
                 if not copy.is_file():

@@ -11,9 +11,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from app import create_app
+from conftest import tone, write_audio
 from hostile_audio import LONG_QUIET, LONG_QUIET_S, long_quiet
-from model.service.playback import PLAYBACK_RATE, PlaybackLimits, write_copy
+from model.service.playback import COPY_SUFFIX, PLAYBACK_RATE, PlaybackLimits, write_copy
 from model.service.settings import from_env
+from model.stores.feature_store import Store
+from model.stores.ingest import ingest
 from serving import multipart, rss_mb, running_server, send, small_store
 
 MAX_PLAYBACK_GROWTH_MB = 300   # the server's peak over what it held before the upload was played
@@ -95,3 +99,31 @@ def test_a_copy_stops_at_its_limits(tmp_path):
     assert copy_rate == PLAYBACK_RATE and copy.ndim == 1
     assert np.abs(copy).max() == pytest.approx(0.1, abs=0.01)
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_library_copies_of_files_a_rescan_removed_or_changed_are_removed_at_the_next_start(tmp_path):
+    audio, data, uploads = tmp_path / "audio", tmp_path / "data", tmp_path / "uploads"
+    for name, seed in (("kept", 1), ("removed", 2), ("edited", 3)):   # AU: browsers do not play it
+        write_audio(audio / "blues" / f"{name}.au", tone(4.0, 8000, seed=seed), 8000, format="AU", subtype="PCM_16")
+    write_audio(audio / "blues" / "played.wav", tone(4.0, 8000, seed=4), 8000)   # played as it is: no copy
+    ingest(audio, data, workers=1, progress=False)
+    config = {"DATA_DIR": data, "UPLOAD_DIR": uploads, "WEIGHTS_DIR": from_env().weights_dir}
+    ids = {Path(t.source).stem: t.id for t in Store(data).tracks()}
+
+    def play(*names: str) -> set[Path]:
+        """Starts the service, plays the tracks named; the copies there are then."""
+        client = create_app(config).test_client()
+        for name in names:
+            response = client.get(f"/audio/{ids[name]}")
+            assert response.status_code == 200 and response.mimetype == "audio/wav"
+        return set((uploads / "library-copies").glob(f"*{COPY_SUFFIX}"))
+
+    first = play("kept", "removed", "edited", "played")
+    assert len(first) == 3
+    (audio / "blues" / "removed.au").unlink()
+    write_audio(audio / "blues" / "edited.au", tone(5.0, 8000, seed=5), 8000, format="AU", subtype="PCM_16")
+    ingest(audio, data, workers=1, progress=False)   # the rescan: one track gone, one changed
+    kept = play()
+    assert len(kept) == 1 and kept < first   # the unchanged file's copy only
+    again = play("kept", "edited")
+    assert len(again) == 2 and kept < again   # the edited file gets a new copy; the kept one is used as it is

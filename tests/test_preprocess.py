@@ -186,6 +186,20 @@ class PacedRun:
     def resume(self) -> None:
         self.resumes.write("\n")
 
+    def run_until(self, point: str, data: Path, stored: int = 0) -> bool:
+        """Resumes the run until it waits at `point` with at least `stored` tracks in the store at `data`
+        (it waits there); False if the run ended first."""
+        while (at := self.next_pause()) is not None:
+            if at == point and _stored(data) >= stored:
+                return True
+            self.resume()
+        return False
+
+    def run_to_end(self) -> None:
+        """Lets the run go on through every pause until it has ended."""
+        while self.next_pause() is not None:
+            self.resume()
+
     def close(self) -> None:
         self.process.wait()
         self.pauses.close()
@@ -208,15 +222,13 @@ def test_kill_9_at_any_moment_leaves_a_readable_store_that_the_next_run_complete
     for kill_at, stored_by_then, mid_write in (("start", 0, True), ("shard", 0, True), ("shard", 5, True),
                                                ("shard", 15, True), ("shard", 25, False)):
         run = PacedRun(command[1:])
-        while (point := run.next_pause()) is not None:
-            if point == kill_at and _stored(data) >= stored_by_then:
-                if not mid_write:
-                    run.resume()
-                os.killpg(run.process.pid, signal.SIGKILL)  # the workers too
-                break
-            run.resume()
+        paused = run.run_until(kill_at, data, stored_by_then)
+        if paused:
+            if not mid_write:
+                run.resume()
+            os.killpg(run.process.pid, signal.SIGKILL)  # the workers too
         run.close()
-        assert point is not None, "the run ended before it could be killed"
+        assert paused, "the run ended before it could be killed"
         if (data / MANIFEST).exists():
             store = Store(data)
             assert_readable(store)
@@ -244,6 +256,15 @@ def _session(sid: int) -> list[int]:
     return found
 
 
+def _session_after_exit(sid: int) -> list[int]:
+    """The session's processes once they have had their chance to exit: polled until none is left (the bound
+    is only there to end a failing test, not to wait for progress)."""
+    deadline = time.monotonic() + 120
+    while (left := _session(sid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
 def test_kill_9_of_preprocess_alone_takes_its_workers_and_the_next_run_drops_their_stray_features(tmp_path):
     source = make_collection(tmp_path / "src", genres=("blues", "rock"), per_genre=12, seconds=6.0)
@@ -252,16 +273,11 @@ def test_kill_9_of_preprocess_alone_takes_its_workers_and_the_next_run_drops_the
     run = PacedRun(command[1:])
     # Stopped with a shard half-written once 3 tracks are stored: that shard's tracks have their features
     # files and no row (strays), and the workers are alive, with tracks still to do.
-    while (point := run.next_pause()) is not None and not (point == "shard" and _stored(data) >= 3):
-        run.resume()
-    assert point is not None, "the run ended before it could be killed"
+    assert run.run_until("shard", data, 3), "the run ended before it could be killed"
     os.kill(run.process.pid, signal.SIGKILL)   # the main process only, as a user's kill -9 would
     run.close()
-    # The workers exit as soon as they see their parent gone; the bound is only there to fail, not to wait.
-    deadline = time.monotonic() + 120
-    while _session(run.process.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = _session(run.process.pid)
+    # The workers exit as soon as they see their parent gone.
+    left = _session_after_exit(run.process.pid)
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, f"processes of the killed run still alive: {left}"
@@ -302,19 +318,13 @@ def test_sigterm_stops_a_run_at_once_keeping_what_it_stored_and_the_next_run_com
     data = tmp_path / "data"
     command = ["preprocess.py", str(source), "--data", str(data), "--workers", "2"]
     run = PacedRun(command[1:])
-    while (point := run.next_pause()) is not None and not (point == "shard" and _stored(data) >= 2):
-        run.resume()
-    assert point is not None, "the run ended before it could be stopped"
+    assert run.run_until("shard", data, 2), "the run ended before it could be stopped"
     os.kill(run.process.pid, signal.SIGTERM)   # what docker stop sends (to the main process only)
-    while run.next_pause() is not None:   # the rows recorded so far are written on the way out
-        run.resume()
+    run.run_to_end()   # the rows recorded so far are written on the way out
     run.close()
     assert run.process.returncode == 130
-    # The pool's workers are ended, not left to finish the queued tracks (the bound only ends a failed test).
-    deadline = time.monotonic() + 120
-    while _session(run.process.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _session(run.process.pid)
+    # The pool's workers are ended, not left to finish the queued tracks.
+    assert not _session_after_exit(run.process.pid)
     store = Store(data)
     assert_readable(store)
     assert 2 <= len(store) < 12

@@ -6,11 +6,18 @@ written once instead, block by block, and then served from disk like any other f
 HEAD without decoding): 16-bit mono WAV at `PLAYBACK_RATE`, of at most `max_s` seconds and at most
 `max_source_samples` decoded samples of the source (all channels counted), so a file of many channels
 at a high rate is copied for less time. Memory is one block; time is bounded by the samples decoded.
+
+A library file's copy is named for the file as it is (`library_copy_name`), and `prune_copies` removes, at
+the service's start, the copies of files its store no longer holds as they were (removed or changed by a
+rescan, or another library served from the same upload folder): the copies never outnumber the library's
+files browsers do not play.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import soundfile as sf
@@ -43,6 +50,33 @@ class PlaybackLimits:
 
 def browser_plays(path: Path) -> bool:
     return path.suffix.lower() in BROWSER_TYPES
+
+
+def library_copy_name(source: Path) -> str:
+    """The name of a library file's copy: it changes with the file (path, size, modification time), so that
+    an edited file gets a new copy. Raises OSError where the file cannot be read."""
+    stat = source.stat()
+    key = hashlib.sha256(f"{source}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:32]
+    return f"{key}{COPY_SUFFIX}"
+
+
+def prune_copies(folder: Path, sources: Iterable[Path]) -> int:
+    """Remove the copies in `folder` that are not of one of `sources` as it is now (its file gone, changed,
+    or no longer in the library); returns how many. Half-written copies are `remove_leftovers`' job."""
+    copies = list(folder.glob(f"*{COPY_SUFFIX}"))
+    if not copies:
+        return 0   # the usual case: the library's files are not stat'ed
+    wanted = set()
+    for source in sources:
+        if not browser_plays(source):
+            try:
+                wanted.add(library_copy_name(source))
+            except OSError:   # gone: its copy goes too
+                continue
+    stale = [copy for copy in copies if copy.name not in wanted]
+    for copy in stale:
+        copy.unlink(missing_ok=True)
+    return len(stale)
 
 
 def write_copy(source: Path, target: Path, limits: PlaybackLimits = PlaybackLimits()) -> float:
