@@ -262,7 +262,7 @@ class Library:
         order = np.argsort(-probs, kind="stable")
         genres = [self.classifier.genres[i] for i in order]
         # Only the middle excerpt's matches can say what the upload is (their coverage is of it).
-        excerpt_start = excerpt_span(len(y))[0]
+        excerpt_start = spans[0][0]   # `searched` puts the middle excerpt first
         found = halves[0].result() + halves[1].result()
         whole = [f.row for f, start in found
                  if start == excerpt_start and self._is_whole(f, audio.duration_s)]
@@ -292,5 +292,4 @@ class Library:
             picks_genre=order_for_picks[0] if self.scope == "genre" else None,
             key=key,
             tempo_bpm=bpm.result(),
-            searched_s=[(round(float(a) / SAMPLE_RATE, 2), round(float(b) / SAMPLE_RATE, 2))
-                        for a, b in self.searched(len(y))])
+            searched_s=[(round(float(a) / SAMPLE_RATE, 2), round(float(b) / SAMPLE_RATE, 2)) for a, b in spans])
