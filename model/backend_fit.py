@@ -56,6 +56,18 @@ class Backend:
         return clip_means(self, *rows_of(clips)) @ self.head_kernel + self.head_bias
 
 
+def join(members: list[Backend]) -> Backend:
+    """One back-end whose logits are the mean of the members' logits: their dense layers side by side,
+    their heads stacked and divided by their number (a clip's mean embedding is taken unit by unit, so
+    the mean of the members' linear heads on their own units is one linear head on all of them). An
+    ensemble of fine-tunes from different seeds is then one head of the same form, for the service's
+    graph as for training."""
+    k = len(members)
+    return Backend(np.concatenate([m.kernel for m in members], axis=1), np.concatenate([m.bias for m in members]),
+                   np.concatenate([m.head_kernel for m in members]) / k,
+                   np.mean([m.head_bias for m in members], axis=0))
+
+
 def rows_of(clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """All clips' patches stacked, and each clip's [start, stop) in that stack."""
     sizes = np.array([len(x) for x in clips])

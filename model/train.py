@@ -3,7 +3,7 @@ artists it has never heard.
 
     python -m model.train [--gtzan ../shared/gtzan-dev] [--more ../shared/more-genres] [--weights DIR]
                           [--cache DIR] [--folds 5] [--backbones msd] [--c 0.003] [--no-fine-tune] [--sets]
-                          [--no-crops] [--no-save]
+                          [--no-crops] [--no-augment] [--members 5] [--no-save]
 
 The yardstick is cross-validation grouped by artist: no artist is in two folds (an unknown artist is
 a group of its own), across both collections (`model.corpus`). GTZAN holds many clips per artist, and
@@ -24,11 +24,14 @@ that embedding is the head's own copy of MusiCNN's back-end dense layer, fine-tu
 backbone's cached pooled features (`model.backend_fit`) for as many epochs as an inner artist-grouped
 split of each fold's training clips says; the MSD checkpoint itself is never changed (the
 recommender's embedding stays its own). It measured better than a linear head on the frozen embedding
-(--no-fine-tune) on the three groups together (docs/model-accuracy.md).
-Training rows: each clip's mean, and (unless --no-crops) each of its patches cut to 2-3 s, as a short
-upload is seen. With --sets, more-genres' clips whose label is a set of genres are learned as "any of
+(--no-fine-tune) on the three groups together (docs/model-accuracy.md). The shipped head is the mean
+of --members such fine-tunes from different seeds (`model.backend_fit.join`: one head of the same form,
+with their dense layers side by side): one seed's figures moved by about 0.01 from seed to seed.
+Training rows: each clip's served patches, (unless --no-crops) each of its patches cut to 2-3 s, as a
+short upload is seen, and (unless --no-augment) its served patches as through another recording chain
+(gain, tilt, band limit: `model.audio.augment`). With --sets, more-genres' clips whose label is a set of genres are learned as "any of
 these" (`model.head_fit`); the shipped head leaves them out, which measured better. Nothing is random:
-folds are stratified and unshuffled, crops seeded by each clip's name and content, the linear fit is
+folds are stratified and unshuffled, crops and recording chains seeded by each clip's name and content, the linear fit is
 L-BFGS from zeros and the fine-tune's batches and dropout come from a fixed seed, on one BLAS thread.
 """
 from __future__ import annotations
@@ -45,8 +48,9 @@ from pathlib import Path
 import numpy as np
 
 from model.atomic import atomic_write
-from model.backend_fit import Backend, BackendRecipe, early_stopped_epochs, fine_tune
+from model.backend_fit import Backend, BackendRecipe, early_stopped_epochs, fine_tune, join
 from model.corpus import Clip, CorpusError, artist_folds, artist_groups, gtzan_dev, more_genres
+from model.audio.augment import chain_params
 from model.evaluate import LONG_S, SHORT_S, fit_temperature, format_report, group_report, softmax, unsure_threshold
 from model.head_fit import fit_set_softmax
 from model.params import GENRES, network_params
@@ -55,6 +59,8 @@ from model.params import GENRES, network_params
 RECIPE_BACKBONES = ("msd",)
 RECIPE_C = 0.003
 RECIPE_FINE_TUNE = True
+RECIPE_AUGMENT = True
+RECIPE_MEMBERS = 5   # fine-tunes (seeds 0 to 4) whose mean is the head
 INNER_FOLDS = 4   # the fine-tune's early stopping holds out one of these (by artist) of the training clips
 SHARED = Path(__file__).resolve().parents[2] / "shared"   # ../shared beside the repository
 
@@ -68,14 +74,14 @@ def clips_digest(clips: list[Clip]) -> str:
 
 
 def embeddings(clips: list[Clip], weights_dir: Path, cache_dir: Path, backbones: tuple[str, ...],
-               layer: str = "embedding") -> dict:
+               layer: str = "embedding", augment: bool = False) -> dict:
     """{selection: per clip (n_patches, dim * len(backbones))}: the backbones' `layer` (the 200-d
     embedding, or the back-end's pooled input), joined, computed by ONNX Runtime (the service's graph,
-    layer for layer) and cached in `cache_dir`."""
+    layer for layer) and cached in `cache_dir`; with `augment`, the augmented selections too."""
     import onnxruntime as ort
 
     from model.network.classifier import load_backbone
-    from model.network.clip_embeddings import SELECTIONS, clip_embeddings
+    from model.network.clip_embeddings import AUGMENTED, SELECTIONS, clip_embeddings
     from model.network.onnx_export import backbone_model
     from model.network.weights import backbone_file, file_digest
 
@@ -85,9 +91,10 @@ def embeddings(clips: list[Clip], weights_dir: Path, cache_dir: Path, backbones:
                                        providers=["CPUExecutionProvider"])
         embedders[name] = (file_digest(weights_dir / backbone_file(name)),
                            lambda batch, s=session: s.run([layer], {"log_mel": batch})[0])
-    per = clip_embeddings(clips, embedders, cache_dir, layer=layer)
+    selections = SELECTIONS + (AUGMENTED if augment else ())
+    per = clip_embeddings(clips, embedders, cache_dir, layer=layer, selections=selections)
     return {s: [np.concatenate(parts, axis=1) for parts in zip(*(per[(b, s)] for b in backbones))]
-            for s in SELECTIONS}
+            for s in selections}
 
 
 def candidate_mask(clips: list[Clip]) -> np.ndarray:
@@ -97,10 +104,11 @@ def candidate_mask(clips: list[Clip]) -> np.ndarray:
     return mask
 
 
-def training_sets(served: list[np.ndarray], crops: list[np.ndarray] | None, mask: np.ndarray
-                  ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Rows (each a set of patches), candidate masks and weights: each clip's served patches, and (with
-    `crops`) each 2-3 s crop of them alone, the clip's rows sharing its weight. Clips of one genre
+def training_sets(served: list[np.ndarray], crops: list[np.ndarray] | None, mask: np.ndarray,
+                  augmented: list[np.ndarray] | None = None) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Rows (each a set of patches), candidate masks and weights: each clip's served patches, (with
+    `crops`) each 2-3 s crop of them alone, and (with `augmented`) its augmented served patches, the
+    clip's rows sharing its weight. Clips of one genre
     weigh so that each genre weighs the same in total (GTZAN's development set has more blues, jazz
     and classical, more-genres more rock); a clip with several candidates weighs 1, as an average one."""
     single, labels = mask.sum(axis=1) == 1, mask.argmax(axis=1)
@@ -114,6 +122,8 @@ def training_sets(served: list[np.ndarray], crops: list[np.ndarray] | None, mask
         own = [served[i]]
         if crops is not None and len(served[i]) > 1:   # a clip of one patch is its own short crop
             own += [crop[None] for crop in crops[i]]
+        if augmented is not None:
+            own.append(augmented[i])
         rows += own
         masks += [mask[i]] * len(own)
         weight += [clip_weight[i] / len(own)] * len(own)
@@ -121,10 +131,10 @@ def training_sets(served: list[np.ndarray], crops: list[np.ndarray] | None, mask
     return rows, np.array(masks), weight * len(weight) / weight.sum()
 
 
-def training_rows(served: list[np.ndarray], crops: list[np.ndarray] | None, mask: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def training_rows(served: list[np.ndarray], crops: list[np.ndarray] | None, mask: np.ndarray,
+                  augmented: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`training_sets`, each row summarised by its mean: what the linear head is fitted on."""
-    rows, masks, weight = training_sets(served, crops, mask)
+    rows, masks, weight = training_sets(served, crops, mask, augmented)
     return np.array([r.mean(axis=0) for r in rows]), masks, weight
 
 
@@ -133,7 +143,8 @@ def fit(rows: np.ndarray, masks: np.ndarray, weight: np.ndarray, c: float) -> tu
 
 
 def cross_validate(served: list[np.ndarray], crops: list[np.ndarray] | None, mask: np.ndarray,
-                   folds: np.ndarray, c: float, log=print, tune=None) -> np.ndarray:
+                   folds: np.ndarray, c: float, log=print, tune=None, augmented: list[np.ndarray] | None = None
+                   ) -> np.ndarray:
     """Held-out logits of every clip, each from a head fitted on the other folds' artists only: the
     linear head, or with `tune` (the training clips' indices -> a `Backend`) a fine-tuned back-end."""
     logits = np.zeros((len(served), len(GENRES)))
@@ -142,11 +153,15 @@ def cross_validate(served: list[np.ndarray], crops: list[np.ndarray] | None, mas
         if tune is not None:
             logits[held] = tune(train).logits([served[i] for i in held])
         else:
-            kernel, bias = fit(*training_rows([served[i] for i in train], None if crops is None else
-                                              [crops[i] for i in train], mask[train]), c)
+            kernel, bias = fit(*training_rows([served[i] for i in train], _pick(crops, train), mask[train],
+                                              _pick(augmented, train)), c)
             logits[held] = np.stack([served[i].mean(axis=0) for i in held]) @ kernel + bias
         log(f"fold {fold + 1}/{len(np.unique(folds))}: {len(held)} held-out clips")
     return logits
+
+
+def _pick(per_clip: list | None, ids) -> list | None:
+    return None if per_clip is None else [per_clip[i] for i in ids]
 
 
 def checkpoint_backend(weights_dir: Path) -> tuple[np.ndarray, np.ndarray, Backend]:
@@ -162,15 +177,15 @@ def checkpoint_backend(weights_dir: Path) -> tuple[np.ndarray, np.ndarray, Backe
     return scale, beta - mean * scale, Backend(kernel, bias, None, None)
 
 
-def tune_backend(served: list[np.ndarray], crops: list[np.ndarray] | None, mask: np.ndarray, groups: np.ndarray,
-                 strata: np.ndarray, init: Backend, recipe: BackendRecipe, train: np.ndarray, chosen: list[int]
-                 ) -> Backend:
+def tune_backend(served: list[np.ndarray], crops: list[np.ndarray] | None, augmented: list[np.ndarray] | None,
+                 mask: np.ndarray, groups: np.ndarray, strata: np.ndarray, init: Backend, recipe: BackendRecipe,
+                 train: np.ndarray, chosen: list[int]) -> Backend:
     """The back-end and head fine-tuned on the clips `train` (normalised pooled inputs), for as many
     epochs as held-out artists among them say (appended to `chosen`): one of INNER_FOLDS artist-grouped
     folds of `train` is held out (its clips of one label, and their crops), the rest trained on, and
     the lowest loss there picks the epoch."""
     def rows(ids):
-        return training_sets([served[i] for i in ids], None if crops is None else [crops[i] for i in ids], mask[ids])
+        return training_sets([served[i] for i in ids], _pick(crops, ids), mask[ids], _pick(augmented, ids))
 
     inner = artist_folds(groups[train], strata[train], INNER_FOLDS)
     check = train[(inner == 0) & (mask[train].sum(axis=1) == 1)]
@@ -184,6 +199,11 @@ def tune_backend(served: list[np.ndarray], crops: list[np.ndarray] | None, mask:
         if len(check) else recipe.epochs
     chosen.append(epochs)
     return fine_tune(*rows(train), init, replace(recipe, epochs=epochs))[0]
+
+
+def tune_members(member_tunes: list, train: np.ndarray) -> Backend:
+    """The members' fine-tunes on the clips `train` (each a `tune_backend` partial), joined into one."""
+    return join([tune(train) for tune in member_tunes])
 
 
 def groups_of(clips: list[Clip]) -> dict[str, np.ndarray]:
@@ -233,6 +253,11 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument("--sets", action="store_true",
                         help="also train on more-genres' clips whose label is a set of genres (as any of them)")
     parser.add_argument("--no-crops", action="store_true", help="do not train on 2-3 s crops of long clips")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=RECIPE_AUGMENT,
+                        help="also train on each clip as through another recording chain (model.audio.augment; "
+                             "the default)")
+    parser.add_argument("--members", type=int, default=None,
+                        help=f"fine-tunes from seeds 0, 1, ... whose mean is the head (default {RECIPE_MEMBERS})")
     parser.add_argument("--no-save", action="store_true", help="only cross-validate")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -243,9 +268,13 @@ def _main(argv: list[str] | None) -> int:
         backbones = tuple(args.backbones.split("+"))
         if args.fine_tune and backbones != ("msd",):
             raise WeightsError("the fine-tune is of the MSD backbone's back-end alone: --backbones msd")
+        if args.members is not None and (args.members < 1 or not args.fine_tune):
+            raise WeightsError("--members is how many fine-tunes the head joins: 1 or more, with --fine-tune")
+        args.members = args.members or (RECIPE_MEMBERS if args.fine_tune else 1)
         head_input = HeadInput(backbones=backbones, layer="pooled" if args.fine_tune else "embedding",
-                               summaries=("mean",), loop_short=True, hidden=EMBEDDING_DIM if args.fine_tune else 0)
-        features = embeddings(clips, args.weights, args.cache, backbones, head_input.layer)
+                               summaries=("mean",), loop_short=True,
+                               hidden=EMBEDDING_DIM * args.members if args.fine_tune else 0)
+        features = embeddings(clips, args.weights, args.cache, backbones, head_input.layer, args.augment)
     except (CorpusError, OSError, WeightsError) as error:
         print(f"train: {error}", file=sys.stderr)
         return 2
@@ -253,14 +282,18 @@ def _main(argv: list[str] | None) -> int:
     groups = artist_groups(clips)
     strata = np.array([f"{c.source}:{c.candidates}" for c in clips])
     folds = artist_folds(groups, strata, args.folds)
-    tune, recipe, fold_epochs = None, BackendRecipe(c=args.c), []
+    tune, recipes = None, [BackendRecipe(c=args.c, seed=seed) for seed in range(args.members)]
+    fold_epochs = [[] for _ in recipes]   # per member, the epochs each fold's early stopping chose
     if args.fine_tune:
         scale, shift, init = checkpoint_backend(args.weights)
         features = {s: [(f * scale + shift).astype(np.float32) for f in per] for s, per in features.items()}
     crops = None if args.no_crops else features["crops"]
+    augmented = features["eq"] if args.augment else None
     if args.fine_tune:
-        tune = partial(tune_backend, features["served"], crops, mask, groups, strata, init, recipe, chosen=fold_epochs)
-    logits = cross_validate(features["served"], crops, mask, folds, args.c, tune=tune,
+        member_tunes = [partial(tune_backend, features["served"], crops, augmented, mask, groups, strata, init, recipe,
+                                chosen=chosen) for recipe, chosen in zip(recipes, fold_epochs)]
+        tune = partial(tune_members, member_tunes)
+    logits = cross_validate(features["served"], crops, mask, folds, args.c, tune=tune, augmented=augmented,
                             log=lambda line: print(line, file=sys.stderr))
 
     # Calibration: one temperature, fitted on held-out logits of the clips of one label.
@@ -292,19 +325,22 @@ def _main(argv: list[str] | None) -> int:
         from model.network.weights import HEAD_FILE, HEAD_INFO_FILE, atomic_save_weights, backbone_file, file_digest
 
         head = new_head(head_input)
-        training = {"c": args.c, "short_crops": crops is not None, "folds": args.folds}
+        training = {"c": args.c, "short_crops": crops is not None, "folds": args.folds,
+                    "augment": chain_params() if args.augment else None}
         if args.fine_tune:
-            # As many epochs as the folds' early stopping chose (their median), on every clip; the
-            # back-end's batch norm is folded into the head's copy of its dense layer.
-            epochs = int(np.median(fold_epochs))
-            backend, _ = fine_tune(*training_sets(features["served"], crops, mask), init, replace(recipe, epochs=epochs))
+            # Each member for as many epochs as its folds' early stopping chose (their median), on every
+            # clip; the back-end's batch norm is folded into the head's copy of its dense layers.
+            epochs = [int(np.median(chosen)) for chosen in fold_epochs]
+            rows = training_sets(features["served"], crops, mask, augmented)
+            backend = join([fine_tune(*rows, init, replace(recipe, epochs=n))[0] for recipe, n in zip(recipes, epochs)])
             weights = [scale[:, None] * backend.kernel, shift @ backend.kernel + backend.bias,
                        backend.head_kernel, backend.head_bias]
             seen = backend.logits(features["served"]).argmax(axis=1)
-            training["fine_tune"] = {**asdict(recipe), "epochs": epochs, "fold_epochs": fold_epochs,
+            training["fine_tune"] = {**asdict(recipes[0]), "seed": [r.seed for r in recipes], "epochs": epochs,
+                                     "fold_epochs": fold_epochs,
                                      "inner_folds": INNER_FOLDS}
         else:
-            kernel, bias = fit(*training_rows(features["served"], crops, mask), args.c)
+            kernel, bias = fit(*training_rows(features["served"], crops, mask, augmented), args.c)
             weights = [kernel, bias]
             seen = (np.stack([f.mean(axis=0) for f in features["served"]]) @ kernel + bias).argmax(axis=1)
         head.set_weights([w.astype(np.float32) for w in weights])

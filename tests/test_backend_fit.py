@@ -2,7 +2,7 @@
 stopping on held-out clips, and the same answer every run."""
 import numpy as np
 
-from model.backend_fit import Backend, BackendRecipe, _gradients, early_stopped_epochs, fine_tune, rows_of
+from model.backend_fit import Backend, BackendRecipe, _gradients, early_stopped_epochs, fine_tune, join, rows_of
 from model.head_fit import fit_set_softmax
 
 
@@ -71,6 +71,16 @@ def test_fine_tuning_is_deterministic_and_learns():
     before = fine_tune(clips, masks, weight, init, BackendRecipe(epochs=0, c=1.0))[0]
     truth = masks.argmax(axis=1)
     assert np.mean(tuned.logits(clips).argmax(axis=1) == truth) >= np.mean(before.logits(clips).argmax(axis=1) == truth)
+
+
+def test_a_joined_ensemble_answers_the_mean_of_its_members():
+    clips, masks, weight, init = problem()
+    members = [fine_tune(clips, masks, weight, init, BackendRecipe(epochs=3, lr=3e-3, seed=seed))[0] for seed in range(3)]
+    assert not np.array_equal(members[0].kernel, members[1].kernel)   # the seeds give different members
+    joined = join(members)
+    assert joined.kernel.shape == (12, 18) and joined.head_kernel.shape == (18, 3)
+    np.testing.assert_allclose(joined.logits(clips), np.mean([m.logits(clips) for m in members], axis=0),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_early_stopping_picks_the_epoch_of_lowest_held_out_loss():

@@ -101,3 +101,19 @@ def test_training_is_deterministic_reports_by_artist_and_writes_a_usable_head(tm
     # Every artist's clips were held out together (3 artists per genre and the unknown ones on their own).
     groups = artist_groups(gtzan_dev(tmp_path / "gtzan"))
     assert len(np.unique(groups)) == 3 * 3 + 3
+
+
+def test_a_clips_augmented_patches_share_its_weight():
+    served = [np.zeros((3, 2)), np.ones((1, 2)), np.full((2, 2), 2.0)]
+    crops = [np.zeros((3, 2)), np.ones((1, 2)), np.full((2, 2), 2.0)]
+    augmented = [a + 0.5 for a in served]
+    mask = np.eye(len(GENRES), dtype=bool)[[0, 0, 1]]
+    rows, masks, weight = model.train.training_sets(served, crops, mask, augmented)
+    # clip 0: served, 3 crops, augmented; clip 1 (one patch: its own crop): served, augmented; clip 2: 1 + 2 + 1
+    assert [len(r) for r in rows] == [3, 1, 1, 1, 3, 1, 1, 2, 1, 1, 2]
+    assert np.array_equal(rows[4], augmented[0]) and np.array_equal(rows[10], augmented[2])
+    plain = model.train.training_sets(served, crops, mask)[2]
+    # Each clip's share of the whole is what it was without them; genres weigh the same (clip 2 alone is genre 1).
+    for with_aug, without in [(weight[:5], plain[:4]), (weight[5:7], plain[4:5]), (weight[7:], plain[5:])]:
+        assert np.isclose(with_aug.sum() / weight.sum(), without.sum() / plain.sum())
+    assert np.isclose(weight[:7].sum(), weight[7:].sum()) and masks[7:, 1].all()

@@ -5,7 +5,9 @@ service loops them:
 - "served": at most MAX_PATCHES patches spread over the clip, what a request looks at: held-out clips
   are predicted from these, and the head is trained on them (a 30 s clip's 5 patches of 3 s),
 - "crops": each of those patches cut to a random 2-3 s (`short_crops`, seeded by the clip's name and
-  content): what a 2-3 s upload looks like, to train the head on.
+  content): what a 2-3 s upload looks like, to train the head on,
+- "eq": the served patches of the clip as through another recording chain (`model.audio.augment`,
+  seeded likewise): asked for only where the head is trained with that augmentation.
 
 The cache file is named by the backbone's weights digest and the selection, and each entry by the
 clip's key and content hash: changed weights or audio are recomputed, never silently reused."""
@@ -17,13 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from model.atomic import atomic_write
+from model.audio.augment import recording_chain
 from model.audio.decoding import decode
 from model.audio.features import log_mel, patches, short_crops
 from model.corpus import Clip
 from model.params import MAX_PATCHES
 from model.progress import Progress
 
-SELECTIONS = ("served", "crops")
+SELECTIONS = ("served", "crops")   # what every head is trained on
+AUGMENTED = ("eq",)
 _BATCH = 64
 
 
@@ -52,20 +56,24 @@ def _patch_sets(clip: Clip) -> tuple[str, dict[str, np.ndarray]]:
     audio = decode(clip.path)
     mel = log_mel(audio.samples)
     seed = zlib.crc32(f"{clip.key}:{audio.content_hash}".encode())
-    return audio.content_hash, {"served": patches(mel, MAX_PATCHES, loop=True),
-                                "crops": short_crops(mel, seed, loop=True, max_patches=MAX_PATCHES)}
+    return audio.content_hash, {
+        "served": patches(mel, MAX_PATCHES, loop=True),
+        "crops": short_crops(mel, seed, loop=True, max_patches=MAX_PATCHES),
+        "eq": patches(recording_chain(mel, np.random.default_rng([seed, 1])), MAX_PATCHES, loop=True)}
 
 
 def clip_embeddings(clips: list[Clip], embedders: dict[str, tuple[str, object]], cache_dir: Path,
-                    progress: bool = True, layer: str = "embedding") -> dict[tuple[str, str], list[np.ndarray]]:
+                    progress: bool = True, layer: str = "embedding", selections: tuple[str, ...] = SELECTIONS
+                    ) -> dict[tuple[str, str], list[np.ndarray]]:
     """{(backbone, selection): per clip (n_patches, dim) outputs of a layer}. `embedders` maps a backbone's
     name to (its weights digest, a function from a (n, frames, mels) batch to (n, dim) outputs of
     `layer`, which names the cache: the 200-d embedding, or the back-end's `pooled` input).
     A clip's content hash is only known once it is decoded, so a cached entry is trusted by its key
-    while the file's size and modification time are those recorded (a changed file is decoded again)."""
+    while the file's size and modification time are those recorded; a clip whose file changed them is
+    decoded again, and only computed again if its content did change (a copied corpus keeps its cache)."""
     stamp = {c.key: f"{c.path.stat().st_size}:{c.path.stat().st_mtime_ns}" for c in clips}
     cached = {(b, s): _read(_cache_path(cache_dir, digest, s, layer)) for b, (digest, _) in embedders.items()
-              for s in SELECTIONS}
+              for s in selections}
     todo = [c for c in clips if any(c.key not in entries or entries[c.key][0].split("@")[1] != stamp[c.key]
                                     for entries in cached.values())]
     if todo:
@@ -73,9 +81,12 @@ def clip_embeddings(clips: list[Clip], embedders: dict[str, tuple[str, object]],
         for n, clip in enumerate(todo):
             content_hash, sets = _patch_sets(clip)
             for (backbone, selection), entries in cached.items():
-                embed = embedders[backbone][1]
-                batch = sets[selection]
-                rows = np.concatenate([embed(batch[i:i + _BATCH]) for i in range(0, len(batch), _BATCH)])
+                if clip.key not in entries or entries[clip.key][0].split("@")[0] != content_hash:
+                    embed = embedders[backbone][1]
+                    batch = sets[selection]
+                    rows = np.concatenate([embed(batch[i:i + _BATCH]) for i in range(0, len(batch), _BATCH)])
+                else:
+                    rows = entries[clip.key][1]
                 entries[clip.key] = (f"{content_hash}@{stamp[clip.key]}", rows.astype(np.float32))
             if bar:
                 bar.update(note=clip.key)
