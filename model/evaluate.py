@@ -56,6 +56,15 @@ def fit_temperature(logits: np.ndarray, truth: np.ndarray) -> float:
     return float(np.exp(minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded").x))
 
 
+def fit_temperatures(logits: np.ndarray, truth: np.ndarray, one_patch: np.ndarray) -> tuple[float, float]:
+    """`fit_temperature` of the clips of several patches, and of the clips of one patch (shorter than
+    two patches, ~6 s; a 2-3 s clip is looped to fill it): the head is more over-confident on those,
+    so one temperature cannot serve both. A kind absent from the clips takes the other's."""
+    fitted = [fit_temperature(logits[m], truth[m]) if m.any() else None for m in (~one_patch, one_patch)]
+    several, one = fitted
+    return (several if several is not None else one or 1.0), (one if one is not None else several or 1.0)
+
+
 def group_report(truth: np.ndarray, probs: np.ndarray) -> dict:
     """Figures of one group of held-out clips; genres without clips in it have no recall."""
     predicted = probs.argmax(axis=1)
@@ -125,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{path}: trained by {info['training']['command']}; held out by artist:")
     print(format_report(info["held_out_by_artist"]))
     before = info["held_out_ece_before_calibration"]
-    print(f"temperature {info['temperature']:.3f}; ECE before/after: "
+    print(f"temperature {info['temperature']:.3f} (a one-patch clip: "
+          f"{info.get('temperature_one_patch', info['temperature']):.3f}); ECE before/after: "
           + ", ".join(f"{n} {before[n]:.3f}/{r['ece']:.3f}" for n, r in info["held_out_by_artist"].items()))
     print(f"unsure below a top probability of {info['unsure']['threshold']:.2f}")
     return 0

@@ -12,10 +12,10 @@ ids over-stated accuracy on unheard clips by 0.14 and picked the wrong heads (is
 clips are predicted as the service predicts them (at most MAX_PATCHES patches, short clips looped).
 It reports, for GTZAN clips of 10 s or more, GTZAN's 2-3 s excerpts and more-genres' labelled clips:
 accuracy, balanced accuracy, per-genre recall with counts, the confusion matrix and the calibration
-error (`model.evaluate`); fits the temperature on the held-out logits; chooses the "unsure" threshold
-from the calibrated held-out probabilities (`model.evaluate.unsure_threshold`); then trains on every
-clip and writes the head, its temperature, threshold and figures into the weights folder, and the
-classifier's ONNX export that the service runs (`model.network.onnx_export`).
+error (`model.evaluate`); fits the temperatures (one for a one-patch clip) on the held-out logits;
+chooses the "unsure" threshold from the calibrated held-out probabilities (`model.evaluate.unsure_threshold`);
+then trains on every clip and writes the head, its temperatures, threshold and figures into the weights
+folder, and the classifier's ONNX export that the service runs (`model.network.onnx_export`).
 
 The head reads the mean over a clip's patches of a 200-d embedding per patch, and only the mean: a
 spread (the standard deviation over patches) is zero for a 2-3 s clip of one patch, so it would teach
@@ -51,7 +51,7 @@ from model.atomic import atomic_write
 from model.backend_fit import Backend, BackendRecipe, early_stopped_epochs, fine_tune, join
 from model.corpus import Clip, CorpusError, artist_folds, artist_groups, gtzan_dev, more_genres
 from model.audio.augment import chain_params
-from model.evaluate import LONG_S, SHORT_S, fit_temperature, format_report, group_report, softmax, unsure_threshold
+from model.evaluate import LONG_S, SHORT_S, fit_temperatures, format_report, group_report, softmax, unsure_threshold
 from model.head_fit import fit_set_softmax
 from model.params import GENRES, network_params
 
@@ -296,16 +296,20 @@ def _main(argv: list[str] | None) -> int:
     logits = cross_validate(features["served"], crops, mask, folds, args.c, tune=tune, augmented=augmented,
                             log=lambda line: print(line, file=sys.stderr))
 
-    # Calibration: one temperature, fitted on held-out logits of the clips of one label.
+    # Calibration: a temperature for tracks of several patches and one for a track of one patch (the
+    # service's graph tells them apart by the patches it is given), fitted on held-out logits of the
+    # clips of one label.
     labelled = np.flatnonzero(mask.sum(axis=1) == 1)
     truth = mask.argmax(axis=1)
-    temperature = fit_temperature(logits[labelled], truth[labelled])
+    one_patch = np.array([len(f) == 1 for f in features["served"]])
+    temperature, temperature_one_patch = fit_temperatures(logits[labelled], truth[labelled], one_patch[labelled])
+    temperatures = np.where(one_patch, temperature_one_patch, temperature)[:, None]
     raw, calibrated = {}, {}
     for name, members in groups_of(clips).items():
         if members.any():
             raw[name] = group_report(truth[members], softmax(logits[members]))
-            calibrated[name] = group_report(truth[members], softmax(logits[members], temperature))
-    threshold = unsure_threshold(softmax(logits[labelled], temperature), truth[labelled])
+            calibrated[name] = group_report(truth[members], softmax(logits[members], temperatures[members]))
+    threshold = unsure_threshold(softmax(logits[labelled], temperatures[labelled]), truth[labelled])
     sets = np.flatnonzero(mask.sum(axis=1) > 1)
     set_accuracy = float(np.mean(mask[sets, logits[sets].argmax(axis=1)])) if len(sets) else float("nan")
     print(f"cross-validation grouped by artist ({args.folds} folds, {len(np.unique(groups))} artists; "
@@ -313,7 +317,7 @@ def _main(argv: list[str] | None) -> int:
     print(format_report(calibrated))
     if len(sets):
         print(f"more-genres clips with several candidate genres: {len(sets)}, top genre among them {set_accuracy:.3f}")
-    print(f"calibration: temperature {temperature:.3f}; expected calibration error of the held-out "
+    print(f"calibration: temperature {temperature:.3f} (a one-patch clip: {temperature_one_patch:.3f}); expected calibration error of the held-out "
           f"probabilities before/after: " + ", ".join(f"{n} {raw[n]['ece']:.3f}/{calibrated[n]['ece']:.3f}"
                                                        for n in calibrated))
     print(f"unsure below a top probability of {threshold['threshold']:.2f}: {threshold['flagged']:.0%} of held-out "
@@ -351,6 +355,7 @@ def _main(argv: list[str] | None) -> int:
             "feature_params": network_params(),
             "input": head_input.to_json(),
             "temperature": temperature,
+            "temperature_one_patch": temperature_one_patch,
             "unsure": threshold,
             "backbone_digests": {name: file_digest(args.weights / backbone_file(name)) for name in backbones},
             "trained_on": {"clips": len(clips), "clips_digest": clips_digest(clips), "artists": int(len(np.unique(groups))),

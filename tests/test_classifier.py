@@ -90,16 +90,18 @@ def test_a_head_whose_recorded_input_does_not_fit_is_refused(tmp_path, change, m
 
 def test_shipped_head_is_calibrated_by_its_temperature():
     info = json.loads((DEFAULT_WEIGHTS_DIR / HEAD_INFO_FILE).read_text())
-    assert 0.2 < info["temperature"] < 5
-    # Fitted on artist-grouped held-out logits of every labelled clip: whole clips (GTZAN's and
-    # more-genres') are better calibrated after than before. One temperature serves both lengths, so
-    # the excerpts, under-confident before with the fine-tuned back-end, may come out a little
-    # over-confident (docs/model-accuracy.md); every group's calibration error stays below 0.08.
-    groups = info["held_out_by_artist"]
+    assert 0.2 < info["temperature"] < 5 and 0.2 < info["temperature_one_patch"] < 5
+    # Two temperatures, each fitted (least log-loss) on artist-grouped held-out logits of the labelled
+    # clips it serves: tracks of several patches, and of one patch, on which the ensemble head is more
+    # over-confident (one temperature for both left the excerpts' calibration error at 0.089). The
+    # excerpts' error must come down; a fit of the log-loss need not lower a 15-bin error of 200-400
+    # clips, so the others may not rise by more than 0.005 (a clip or two), and every group's stays
+    # below 0.08 (docs/model-accuracy.md).
+    groups, before = info["held_out_by_artist"], info["held_out_ece_before_calibration"]
     assert {"gtzan 10s_or_longer", "gtzan 2-3s", "more-genres labelled"} <= set(groups)
-    for name in ("gtzan 10s_or_longer", "more-genres labelled"):
-        assert groups[name]["ece"] <= info["held_out_ece_before_calibration"][name] + 1e-9, name
-    assert all(figures["ece"] < 0.08 for figures in groups.values())
+    assert groups["gtzan 2-3s"]["ece"] < before["gtzan 2-3s"]
+    for name, figures in groups.items():
+        assert figures["ece"] <= before[name] + 0.005 and figures["ece"] < 0.08, name
 
 
 def test_shipped_weights_classify_the_shared_full_clips(classifier, shared_gtzan):

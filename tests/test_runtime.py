@@ -90,6 +90,29 @@ def test_a_head_on_pooled_features_is_exported_as_keras_computes_it(exporter, he
     assert probs.max() - probs.min() > 0.01   # a head that tells the genres apart, so the check has teeth
 
 
+def test_a_track_of_one_patch_is_divided_by_its_own_temperature_in_both_runtimes(exporter):
+    head_input = HeadInput(backbones=("msd",), layer="pooled", summaries=("mean",), hidden=200)
+    head = new_head(head_input)
+    rng = np.random.default_rng(1)
+    head.set_weights([rng.normal(0, 0.01, w.shape).astype(np.float32) for w in head.get_weights()])
+    backbones = {"msd": load_backbone(name="msd")}
+
+    def both(temperature, one_patch, batch):
+        model = exporter.classifier_model(backbones, head, head_input, temperature, {}, one_patch)
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return (session.run(["probabilities"], {"log_mel": batch})[0],
+                KerasNetwork(backbones, head, head_input, temperature, one_patch)(batch)[0])
+
+    one, several = patches_of(2.5, 3), patches_of(12.0, 7)
+    assert len(one) == 1 and len(several) > 1
+    for batch, alone in ((one, 2.0), (several, 0.5)):   # the temperature that batch must be divided by
+        expected = both(alone, None, batch)
+        for probs in both(0.5, 2.0, batch):
+            close(probs, expected[0])
+            close(probs, expected[1])
+    assert not np.allclose(both(0.5, None, one)[0], both(2.0, None, one)[0], atol=1e-3)   # the check has teeth
+
+
 def test_random_patches_in_batches_as_the_store_embeds_them(runtimes):
     batch = np.random.default_rng(0).uniform(0, 3, size=(64, 187, 96)).astype(np.float32)
     for onnx_out, keras_out in zip(*(runtimes[r].analyse_patches(batch) for r in ("onnx", "keras"))):

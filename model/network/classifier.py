@@ -92,7 +92,8 @@ class GenreClassifier:
         head = load_head(weights_dir, head_input)
         # The MSD backbone also gives the recommender's embedding.
         backbones = {name: load_backbone(weights_dir, name) for name in dict.fromkeys(("msd",) + head_input.backbones)}
-        return cls(KerasNetwork(backbones, head, head_input, info.get("temperature", 1.0)), head_input,
+        return cls(KerasNetwork(backbones, head, head_input, info.get("temperature", 1.0),
+                                info.get("temperature_one_patch")), head_input,
                    unsure_below=unsure_below)
 
     def analyse_patches(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

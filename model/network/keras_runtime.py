@@ -14,8 +14,10 @@ class KerasNetwork:
     (`model.network.classifier.Network`), from the Keras backbones and head."""
 
     def __init__(self, backbones: dict[str, keras.Model], head: keras.Model, head_input: HeadInput,
-                 temperature: float) -> None:
+                 temperature: float, temperature_one_patch: float | None = None) -> None:
         self.backbones, self.head, self.temperature = backbones, head, float(temperature)
+        # A one-patch track (shorter than ~6 s) is divided by its own temperature where the head has one.
+        self.temperature_one_patch = self.temperature if temperature_one_patch is None else float(temperature_one_patch)
 
         # One traced graph for any number of patches: no per-call retracing, and none of
         # predict()'s per-call overhead.
@@ -24,7 +26,8 @@ class KerasNetwork:
             outputs = {name: backbones[name](batch, training=False) for name in backbones}
             features = tf.concat([outputs[b][head_input.layer] for b in head_input.backbones], axis=-1)
             logits = head_logits(head, head_input, features)
-            return tf.nn.softmax(logits / self.temperature), outputs["msd"]["embedding"]
+            divisor = tf.where(tf.shape(batch)[0] == 1, self.temperature_one_patch, self.temperature)
+            return tf.nn.softmax(logits / divisor), outputs["msd"]["embedding"]
 
         self._run = run
 

@@ -183,9 +183,12 @@ def _per_patch(graph: _Graph, backbones: dict[str, keras.Model], wanted: list[tu
 
 
 def classifier_model(backbones: dict[str, keras.Model], head: keras.Model, head_input: HeadInput,
-                     temperature: float, metadata: dict[str, str]) -> onnx.ModelProto:
+                     temperature: float, metadata: dict[str, str], temperature_one_patch: float | None = None
+                     ) -> onnx.ModelProto:
     """The service's graph: `probabilities` (genres,) of the track the patches make and the MSD
-    `embedding` (n, EMBEDDING_DIM) of each patch."""
+    `embedding` (n, EMBEDDING_DIM) of each patch. The logits are divided by `temperature`, or by
+    `temperature_one_patch` where the track is one patch (shorter than two patches, ~6 s: the head is
+    more over-confident there, `model.evaluate.fit_temperatures`)."""
     graph = _Graph()
     wanted = list(dict.fromkeys([("msd", "embedding")] + [(b, head_input.layer) for b in head_input.backbones]))
     outputs = dict(zip(wanted, _per_patch(graph, backbones, wanted)))
@@ -194,8 +197,15 @@ def classifier_model(backbones: dict[str, keras.Model], head: keras.Model, head_
     if head_input.hidden:   # the head's own back-end, per patch
         joined = graph.op("Relu", [graph.dense(joined, head.get_layer("backend"), "head/backend")], "head/backend/relu")
     logits = graph.dense(_summaries(graph, joined, head_input.summaries), head.get_layer("genre"), "head/genre")
-    scaled = graph.op("Div", [logits, graph.const("head/temperature", np.array(temperature, np.float32))],
-                      "head/scaled")
+    divisor = graph.const("head/temperature", np.array(temperature, np.float32))
+    if temperature_one_patch is not None:
+        count = graph.op("Gather", [graph.op("Shape", ["log_mel"], "head/shape"),
+                                    graph.tensor("head/index0", np.array(0, np.int64))], "head/patches", axis=0)
+        one = graph.op("Equal", [count, graph.tensor("head/one", np.array(1, np.int64))], "head/one_patch")
+        divisor = graph.op("Where", [one, graph.const("head/temperature_one_patch",
+                                                       np.array(temperature_one_patch, np.float32)), divisor],
+                           "head/divisor")
+    scaled = graph.op("Div", [logits, divisor], "head/scaled")
     probs = graph.op("Softmax", [scaled], "head/softmax", axis=1)
     axis0 = graph.tensor("head/axis0", np.array([0], np.int64))
     result = [_output(graph.op("Squeeze", [probs, axis0], "probabilities"), [head.get_layer("genre").units]),
@@ -213,7 +223,8 @@ def export(weights_dir: Path = DEFAULT_WEIGHTS_DIR) -> Path:
     licence = weights_dir / LICENCE_FILE
     metadata = {METADATA_KEY: json.dumps(export_record(weights_dir, info)),
                 "licence": licence.read_text() if licence.exists() else ""}
-    model = classifier_model(backbones, head, head_input, info.get("temperature", 1.0), metadata)
+    model = classifier_model(backbones, head, head_input, info.get("temperature", 1.0), metadata,
+                             info.get("temperature_one_patch"))
     target = weights_dir / ONNX_FILE
     with atomic_write(target) as f:
         f.write(model.SerializeToString())

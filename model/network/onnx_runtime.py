@@ -19,12 +19,13 @@ METADATA_KEY = "soundalike"
 
 def export_record(weights_dir: Path, info: dict) -> dict:
     """What an export of `weights_dir`'s classifier is made from (its head's json record `info`):
-    the weights files' digests, the head's input and its temperature."""
+    the weights files' digests, the head's input and its temperatures."""
     head_input = HeadInput.from_json(info["input"])
     return {"head": file_digest(weights_dir / HEAD_FILE),
             "backbones": {name: file_digest(weights_dir / backbone_file(name))
                           for name in dict.fromkeys(("msd",) + head_input.backbones)},
-            "input": head_input.to_json(), "temperature": info.get("temperature", 1.0)}
+            "input": head_input.to_json(), "temperature": info.get("temperature", 1.0),
+            **({"temperature_one_patch": info["temperature_one_patch"]} if "temperature_one_patch" in info else {})}
 
 
 class OnnxNetwork:
