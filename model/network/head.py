@@ -30,7 +30,7 @@ class HeadInput:
     """What the head reads: the `layer` of each backbone in `backbones`, per patch, joined, then
     summarised over a track's patches by each of `summaries`; a clip shorter than a patch is looped
     (`loop_short`) or zero-padded to fill it. With `hidden` units, the head first maps each patch's
-    features by its own ReLU dense layer (a fine-tuned copy of MusiCNN's back-end dense layer, reading
+    features by its own ReLU dense layer (fine-tuned copies of MusiCNN's back-end dense layer, side by side, reading
     `pooled`: `model.backend_fit`), and summarises that. The head's json records it, so a head is only
     ever fed what it was trained on."""
     backbones: tuple[str, ...] = ("msd",)
