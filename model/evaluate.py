@@ -60,9 +60,9 @@ def fit_temperatures(logits: np.ndarray, truth: np.ndarray, one_patch: np.ndarra
     """`fit_temperature` of the clips of several patches, and of the clips of one patch (shorter than
     two patches, ~6 s; a 2-3 s clip is looped to fill it): the head is more over-confident on those,
     so one temperature cannot serve both. A kind absent from the clips takes the other's."""
-    fitted = [fit_temperature(logits[m], truth[m]) if m.any() else None for m in (~one_patch, one_patch)]
-    several, one = fitted
-    return (several if several is not None else one or 1.0), (one if one is not None else several or 1.0)
+    several, one = (fit_temperature(logits[m], truth[m]) if m.any() else None for m in (~one_patch, one_patch))
+    several = several if several is not None else one
+    return several, (one if one is not None else several)
 
 
 def group_report(truth: np.ndarray, probs: np.ndarray) -> dict:

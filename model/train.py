@@ -13,9 +13,10 @@ clips are predicted as the service predicts them (at most MAX_PATCHES patches, s
 It reports, for GTZAN clips of 10 s or more, GTZAN's 2-3 s excerpts and more-genres' labelled clips:
 accuracy, balanced accuracy, per-genre recall with counts, the confusion matrix and the calibration
 error (`model.evaluate`); fits the temperatures (one for a one-patch clip) on the held-out logits;
-chooses the "unsure" threshold from the calibrated held-out probabilities (`model.evaluate.unsure_threshold`);
-then trains on every clip and writes the head, its temperatures, threshold and figures into the weights
-folder, and the classifier's ONNX export that the service runs (`model.network.onnx_export`).
+chooses the "unsure" threshold from the calibrated held-out probabilities
+(`model.evaluate.unsure_threshold`); then trains on every clip and writes the head, its temperatures,
+threshold and figures into the weights folder, and the classifier's ONNX export that the service runs
+(`model.network.onnx_export`).
 
 The head reads the mean over a clip's patches of a 200-d embedding per patch, and only the mean: a
 spread (the standard deviation over patches) is zero for a 2-3 s clip of one patch, so it would teach
@@ -29,10 +30,11 @@ of --members such fine-tunes from different seeds (`model.backend_fit.join`: one
 with their dense layers side by side): one seed's figures moved by about 0.01 from seed to seed.
 Training rows: each clip's served patches, (unless --no-crops) each of its patches cut to 2-3 s, as a
 short upload is seen, and (unless --no-augment) its served patches as through another recording chain
-(gain, tilt, band limit: `model.audio.augment`). With --sets, more-genres' clips whose label is a set of genres are learned as "any of
-these" (`model.head_fit`); the shipped head leaves them out, which measured better. Nothing is random:
-folds are stratified and unshuffled, crops and recording chains seeded by each clip's name and content, the linear fit is
-L-BFGS from zeros and the fine-tune's batches and dropout come from a fixed seed, on one BLAS thread.
+(gain, tilt, band limit: `model.audio.augment`). With --sets, more-genres' clips whose label is a set
+of genres are learned as "any of these" (`model.head_fit`); the shipped head leaves them out, which
+measured better. Nothing is random: folds are stratified and unshuffled, crops and recording chains
+seeded by each clip's name and content, the linear fit is L-BFGS from zeros and the fine-tune's
+batches and dropout come from fixed seeds, on one BLAS thread.
 """
 from __future__ import annotations
 
@@ -108,9 +110,9 @@ def training_sets(served: list[np.ndarray], crops: list[np.ndarray] | None, mask
                   augmented: list[np.ndarray] | None = None) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Rows (each a set of patches), candidate masks and weights: each clip's served patches, (with
     `crops`) each 2-3 s crop of them alone, and (with `augmented`) its augmented served patches, the
-    clip's rows sharing its weight. Clips of one genre
-    weigh so that each genre weighs the same in total (GTZAN's development set has more blues, jazz
-    and classical, more-genres more rock); a clip with several candidates weighs 1, as an average one."""
+    clip's rows sharing its weight. Clips of one genre weigh so that each genre weighs the same in
+    total (GTZAN's development set has more blues, jazz and classical, more-genres more rock); a clip
+    with several candidates weighs 1, as an average one."""
     single, labels = mask.sum(axis=1) == 1, mask.argmax(axis=1)
     clip_weight = np.ones(len(served))
     genres = np.unique(labels[single])
@@ -317,7 +319,8 @@ def _main(argv: list[str] | None) -> int:
     print(format_report(calibrated))
     if len(sets):
         print(f"more-genres clips with several candidate genres: {len(sets)}, top genre among them {set_accuracy:.3f}")
-    print(f"calibration: temperature {temperature:.3f} (a one-patch clip: {temperature_one_patch:.3f}); expected calibration error of the held-out "
+    print(f"calibration: temperature {temperature:.3f} (a one-patch clip: {temperature_one_patch:.3f}); "
+          f"expected calibration error of the held-out "
           f"probabilities before/after: " + ", ".join(f"{n} {raw[n]['ece']:.3f}/{calibrated[n]['ece']:.3f}"
                                                        for n in calibrated))
     print(f"unsure below a top probability of {threshold['threshold']:.2f}: {threshold['flagged']:.0%} of held-out "

@@ -3,7 +3,7 @@ log-mel, the same at every frame, seeded, and silence left silent."""
 import numpy as np
 import pytest
 
-from model.audio.augment import (BAND_LIMIT_P, CUTOFF_HZ, GAIN_DB, STOP_DB, TILT_DB, _band_centres_hz,
+from model.audio.augment import (BAND_LIMIT_P, CUTOFF_HZ, GAIN_DB, STOP_DB, TILT_DB, band_centres_hz,
                                  recording_chain)
 from model.params import LOG_MEL_SCALE, N_MELS, SAMPLE_RATE
 
@@ -31,7 +31,7 @@ def test_a_chain_is_a_fixed_filter_within_its_bounds_and_seeded():
 
 def test_about_the_chosen_share_of_chains_cut_the_highs():
     mel = np.full((1, N_MELS), 2.0, np.float32)
-    centres = _band_centres_hz(N_MELS, SAMPLE_RATE)
+    centres = band_centres_hz(N_MELS, SAMPLE_RATE)
     low, high = np.argmin(np.abs(centres - 1000.0)), np.flatnonzero(centres > CUTOFF_HZ[1] - 300.0)[0]
     assert centres[high] < SAMPLE_RATE / 2
     cut = []

@@ -31,7 +31,8 @@ def chain_params() -> dict:
 
 
 @functools.cache
-def _band_centres_hz(n_mels: int, sr: int) -> np.ndarray:
+def band_centres_hz(n_mels: int = N_MELS, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """The centre frequencies (Hz) of `log_mel`'s mel bands."""
     # The centres of librosa.filters.mel's triangles (its defaults: Slaney's scale, 0 Hz to sr / 2).
     return librosa.mel_frequencies(n_mels=n_mels + 2, fmin=0.0, fmax=sr / 2)[1:-1]
 
@@ -45,6 +46,6 @@ def recording_chain(mel: np.ndarray, rng: np.random.Generator, sr: int = SAMPLE_
     gain_db = rng.uniform(-GAIN_DB, GAIN_DB) + rng.uniform(-TILT_DB, TILT_DB) * np.linspace(-1.0, 1.0, n_mels)
     if rng.random() < BAND_LIMIT_P:
         cutoff = rng.uniform(*CUTOFF_HZ)
-        gain_db = gain_db - STOP_DB / (1.0 + np.exp(-(_band_centres_hz(n_mels, sr) - cutoff) / ROLL_OFF_HZ))
+        gain_db = gain_db - STOP_DB / (1.0 + np.exp(-(band_centres_hz(n_mels, sr) - cutoff) / ROLL_OFF_HZ))
     power = (10.0 ** mel.astype(np.float64) - 1.0) / LOG_MEL_SCALE
     return np.log10(1.0 + LOG_MEL_SCALE * power * 10.0 ** (gain_db / 10.0)).astype(np.float32)
