@@ -1,6 +1,6 @@
 """MusiCNN embeddings of labelled clips (`model.corpus`), per patch, computed once and cached on disk.
 
-Two patch selections per clip, each as `model.audio.features` cuts them, short clips looped as the
+Patch selections per clip, each as `model.audio.features` cuts them, short clips looped as the
 service loops them:
 - "served": at most MAX_PATCHES patches spread over the clip, what a request looks at: held-out clips
   are predicted from these, and the head is trained on them (a 30 s clip's 5 patches of 3 s),
