@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from model.audio.features import log_mel_patches
+from model.audio.features import log_mel_patches, patches
 from model.network.head import HeadInput, load_head, read_head_info
 from model.network.weights import BACKBONE_CHECKPOINTS, DEFAULT_WEIGHTS_DIR, WeightsError, backbone_file
 from model.params import GENRES, HOP_LENGTH, MAX_PATCHES, PATCH_FRAMES, SAMPLE_RATE
@@ -106,7 +106,15 @@ class GenreClassifier:
 
         At most `max_patches` patches, spread over the track, are looked at (and only their
         log-mel is computed): a long song costs no more than a 30 s clip."""
-        probs, embedding = self.analyse_patches(log_mel_patches(y, max_patches, loop=self.head_input.loop_short))
+        return self._track(log_mel_patches(y, max_patches, loop=self.head_input.loop_short))
+
+    def analyse_mel(self, mel: np.ndarray, max_patches: int | None = MAX_PATCHES) -> tuple[np.ndarray, np.ndarray]:
+        """`analyse` of a track whose whole (frames, N_MELS) log-mel is at hand (a store that keeps them):
+        its patches are cut from it."""
+        return self._track(patches(mel, max_patches, loop=self.head_input.loop_short))
+
+    def _track(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probs, embedding = self.analyse_patches(batch)
         return (probs / probs.sum()).astype(np.float32), embedding.mean(axis=0)
 
     def unsure(self, probs: np.ndarray, duration_s: float) -> str | None:

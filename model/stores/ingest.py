@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from model.audio.decoding import AudioError, decode
-from model.audio.features import analysis_spans, chromagram, excerpt_span, log_mel, patches, tempo, track_features
+from model.audio.features import analysis_spans, chromagram, excerpt_span, log_mel, tempo, track_features
 from model.audio.tags import read_tags
 from model.index.fingerprint import fingerprint
 from model.index.knn import chroma_summary
 from model.network.classifier import GenreClassifier
 from model.network.weights import network_digest
-from model.params import GENRES, HOP_LENGTH, MAX_PATCHES
+from model.params import GENRES, HOP_LENGTH
 from model.progress import Progress
 from model.stores import local_engine
 from model.stores.collection import Candidate, discover, genre_root, walk
@@ -109,13 +109,6 @@ def _file_hash(path: Path) -> str:
     return f"file:{digest.hexdigest()}"
 
 
-def _network_of_mel(classifier: GenreClassifier, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Genre probabilities (summing to 1) and mean embedding from a stored track's whole log-mel: the patches
-    are cut from it as the embedding space's are from stored ones."""
-    probabilities, embeddings = classifier.analyse_patches(patches(mel, MAX_PATCHES, loop=classifier.head_input.loop_short))
-    return probabilities / probabilities.sum(), embeddings.mean(axis=0)
-
-
 def process(job: Job, candidate: Candidate) -> tuple[Entry, bool]:
     """Decode one file once and compute its store row (and, where the store keeps them, write its full
     features file); raises AudioError for bad audio. The one per-track function of every engine.
@@ -141,7 +134,8 @@ def process(job: Job, candidate: Candidate) -> tuple[Entry, bool]:
     else:
         audio = decode(candidate.path)
         features = track_features(audio.samples)
-        probabilities, embedding = _network_of_mel(classifier, features["mel"])
+        # The patches are cut from the log-mel computed anyway, as the embedding space's are from stored ones.
+        probabilities, embedding = classifier.analyse_mel(features["mel"])
         chroma, prints, content_hash = features["chroma"], fingerprint(features["mel"]), audio.content_hash
         start, stop = excerpt_span(len(audio.samples))
         excerpt_mel = features["mel"][start // HOP_LENGTH:stop // HOP_LENGTH]
@@ -193,7 +187,7 @@ def reanalyse(job: Job, candidate: Candidate) -> tuple[Entry, bool]:
         if "fingerprint" in redo:
             prints = fingerprint(features["mel"])
         if "network" in redo:
-            probabilities, embedding = _network_of_mel(_classifier(job.weights_dir), features["mel"])
+            probabilities, embedding = _classifier(job.weights_dir).analyse_mel(features["mel"])
     genre = old.genre
     if "network" in redo and old.route == "model":
         genre = place(None, "", probabilities, "model")[0]
