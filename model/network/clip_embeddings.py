@@ -52,14 +52,21 @@ def _write(path: Path, entries: dict[str, tuple[str, np.ndarray]]) -> None:
                  offsets=np.cumsum([0] + [len(a) for a in arrays]), embeddings=np.concatenate(arrays))
 
 
-def _patch_sets(clip: Clip) -> tuple[str, dict[str, np.ndarray]]:
-    audio = decode(clip.path)
-    mel = log_mel(audio.samples)
-    seed = zlib.crc32(f"{clip.key}:{audio.content_hash}".encode())
-    return audio.content_hash, {
-        "served": patches(mel, MAX_PATCHES, loop=True),
-        "crops": short_crops(mel, seed, loop=True, max_patches=MAX_PATCHES),
-        "eq": patches(recording_chain(mel, np.random.default_rng([seed, 1])), MAX_PATCHES, loop=True)}
+def _patch_sets(samples: np.ndarray, seed: int, selections: set[str]) -> dict[str, np.ndarray]:
+    """The patches of `selections` of a clip's 16 kHz samples (`seed`: its crops' and chain's draws)."""
+    mel = log_mel(samples)
+    make = {"served": lambda: patches(mel, MAX_PATCHES, loop=True),
+            "crops": lambda: short_crops(mel, seed, loop=True, max_patches=MAX_PATCHES),
+            "eq": lambda: patches(recording_chain(mel, np.random.default_rng([seed, 1])), MAX_PATCHES, loop=True)}
+    return {name: make[name]() for name in selections}
+
+
+def _hash(entry: tuple[str, np.ndarray]) -> str:
+    return entry[0].split("@")[0]   # entries are (f"{content hash}@{file size}:{mtime}", outputs)
+
+
+def _stamp(entry: tuple[str, np.ndarray]) -> str:
+    return entry[0].split("@")[1]
 
 
 def clip_embeddings(clips: list[Clip], embedders: dict[str, tuple[str, object]], cache_dir: Path,
@@ -74,20 +81,23 @@ def clip_embeddings(clips: list[Clip], embedders: dict[str, tuple[str, object]],
     stamp = {c.key: f"{c.path.stat().st_size}:{c.path.stat().st_mtime_ns}" for c in clips}
     cached = {(b, s): _read(_cache_path(cache_dir, digest, s, layer)) for b, (digest, _) in embedders.items()
               for s in selections}
-    todo = [c for c in clips if any(c.key not in entries or entries[c.key][0].split("@")[1] != stamp[c.key]
+    todo = [c for c in clips if any(c.key not in entries or _stamp(entries[c.key]) != stamp[c.key]
                                     for entries in cached.values())]
     if todo:
         bar = Progress(len(todo), label="clip embeddings") if progress else None
         for n, clip in enumerate(todo):
-            content_hash, sets = _patch_sets(clip)
+            audio = decode(clip.path)
+            stale = [(backbone, selection) for (backbone, selection), entries in cached.items()
+                     if clip.key not in entries or _hash(entries[clip.key]) != audio.content_hash]
+            seed = zlib.crc32(f"{clip.key}:{audio.content_hash}".encode())
+            sets = _patch_sets(audio.samples, seed, {selection for _, selection in stale}) if stale else {}
             for (backbone, selection), entries in cached.items():
-                if clip.key not in entries or entries[clip.key][0].split("@")[0] != content_hash:
-                    embed = embedders[backbone][1]
-                    batch = sets[selection]
+                if (backbone, selection) in stale:
+                    embed, batch = embedders[backbone][1], sets[selection]
                     rows = np.concatenate([embed(batch[i:i + _BATCH]) for i in range(0, len(batch), _BATCH)])
                 else:
                     rows = entries[clip.key][1]
-                entries[clip.key] = (f"{content_hash}@{stamp[clip.key]}", rows.astype(np.float32))
+                entries[clip.key] = (f"{audio.content_hash}@{stamp[clip.key]}", rows.astype(np.float32))
             if bar:
                 bar.update(note=clip.key)
             if (n + 1) % 200 == 0 or n + 1 == len(todo):   # long runs keep what they computed
