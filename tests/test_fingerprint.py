@@ -7,8 +7,10 @@ import soundfile as sf
 from benchmarks.copies import COPIES, mp3_128k
 from conftest import shared_clips, tone
 from model.audio.decoding import decode, resample
-from model.audio.features import log_mel
-from model.index.fingerprint import PEAK_BANDS, PEAK_FRAMES, FingerprintIndex, _running_max, fingerprint, query_prints
+from model.audio.features import excerpt_span, log_mel
+from model.index.fingerprint import (PEAK_BANDS, PEAK_FRAMES, FingerprintIndex, _running_max, fingerprint, query_mels,
+                                     query_prints)
+from model.params import SAMPLE_RATE
 
 # A few 30 s clips of every genre are the library; others of the same genres are distinct tracks.
 LIBRARY_PER_GENRE, OTHERS_PER_GENRE = 2, 1
@@ -48,6 +50,15 @@ def test_distinct_tracks_match_nothing(clips):
         y, sr = sf.read(path, dtype="float32")
         assert index.query(prints_of(mp3_128k(y, sr))) == [], path.name
         assert max(index.scores(p).max() for p in prints_of(path.read_bytes())) < 20
+
+
+def test_a_querys_first_log_mel_is_its_middle_excerpts_own_and_its_fingerprints_those_of_its_log_mels():
+    # The service reads an upload's tempo from that first log-mel, as preprocess.py reads a track's from its excerpt's.
+    y = np.random.default_rng(3).uniform(-0.5, 0.5, 41 * SAMPLE_RATE).astype(np.float32)
+    mels = query_mels(y)
+    assert len(mels) > 1 and np.array_equal(mels[0], log_mel(y[slice(*excerpt_span(len(y)))]))
+    for made, mel in zip(query_prints(y), mels, strict=True):
+        assert np.array_equal(made.hashes, fingerprint(mel).hashes) and np.array_equal(made.times, fingerprint(mel).times)
 
 
 def test_generated_audio_gets_hashes_and_silence_none():

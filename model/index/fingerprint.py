@@ -91,12 +91,18 @@ def fingerprint(mel: np.ndarray) -> Fingerprint:
     return Fingerprint(hashes.astype(np.uint32), frames[first].astype(np.int32))
 
 
-def query_prints(y: np.ndarray, span: tuple[int, int] | None = None) -> list[Fingerprint]:
-    """An upload's fingerprints from its 16 kHz samples, at QUERY_PHASES offsets: of the samples [start, stop)
-    of `span`, by default its middle EXCERPT_S (`excerpt_span`, which a full copy shares). Frames count
-    from the span's start."""
+def query_mels(y: np.ndarray, span: tuple[int, int] | None = None) -> list[np.ndarray]:
+    """The log-mels an upload's fingerprints are made of, from its 16 kHz samples, at QUERY_PHASES offsets of
+    a fraction of a hop: of the samples [start, stop) of `span`, by default its middle EXCERPT_S
+    (`excerpt_span`, which a full copy shares). The first is the span's own `log_mel`, which the service
+    also reads the upload's tempo from."""
     y = y[slice(*(span or excerpt_span(len(y))))]
-    return [fingerprint(log_mel(y[k * HOP_LENGTH // QUERY_PHASES:])) for k in range(QUERY_PHASES)]
+    return [log_mel(y[k * HOP_LENGTH // QUERY_PHASES:]) for k in range(QUERY_PHASES)]
+
+
+def query_prints(y: np.ndarray, span: tuple[int, int] | None = None) -> list[Fingerprint]:
+    """An upload's fingerprints (`fingerprint` of each of `query_mels(y, span)`). Frames count from the span's start."""
+    return [fingerprint(mel) for mel in query_mels(y, span)]
 
 
 # Every hash `fingerprint` makes is below this: (band << 13) | ((band difference + MAX_DF) << 6) | time difference.

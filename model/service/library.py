@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from model.audio.decoding import Audio, resample
-from model.audio.features import chromagram, excerpt_span, log_mel, tempo
+from model.audio.features import chromagram, excerpt_span, tempo
 from model.index.ann import IndexMismatch, load_index
 from model.index.build import fit_index, index_key, index_path
 from model.index.explain import Reason, aspects, closeness, reasons, sample_rows
-from model.index.fingerprint import FingerprintIndex, Match, query_prints
+from model.index.fingerprint import FingerprintIndex, Match, fingerprint, query_mels, query_prints
 from model.index.key import Key, estimate_key, estimate_keys
 from model.index.knn import chroma_summary
 from model.network.classifier import GenreClassifier
@@ -196,6 +196,12 @@ class Library:
             found += [(m, span[0]) for m in self.copies.matches(query_prints(y, span))]
         return found
 
+    def _found_in_excerpt(self, y: np.ndarray, span: tuple[int, int]) -> tuple[list[tuple[Match, int]], float | None]:
+        """`_found(y, [span])` for the upload's middle excerpt `span`, and its tempo (as preprocess.py estimates
+        each library track's): both read the excerpt's one log-mel."""
+        mels = query_mels(y, span)
+        return [(m, span[0]) for m in self.copies.matches([fingerprint(mel) for mel in mels])], tempo(mels[0])
+
     def _copies(self, rows: list[int]) -> list[int]:
         """The rows, and every other library copy of their audio."""
         return list(dict.fromkeys(r for row in rows for r in [row, *self._by_hash[self.tracks[row].content_hash]]))
@@ -252,18 +258,18 @@ class Library:
         # The chromagram of the middle excerpt (for the key, and the search where it uses chroma), the tempo and
         # the fingerprints are computed on the other core, beside the network pass.
         chroma = self._chroma_pool.submit(chromagram, y)
-        # The parts searched, in two halves: a long upload's search takes both cores while the network's pass
-        # is done (the middle excerpt's matches come first).
+        # The parts searched: the middle excerpt (its matches come first, with its tempo), then the rest in two
+        # halves, so that a long upload's search takes both cores while the network's pass is done.
         spans = self.searched(len(y))
-        halves = [self._chroma_pool.submit(self._found, y, spans[i::2]) for i in range(2)]
-        # The tempo of the middle excerpt, as preprocess.py estimates each library track's.
-        bpm = self._chroma_pool.submit(lambda: tempo(log_mel(y[slice(*excerpt_span(len(y)))])))
+        excerpt = self._chroma_pool.submit(self._found_in_excerpt, y, spans[0])
+        halves = [self._chroma_pool.submit(self._found, y, spans[1 + i::2]) for i in range(2)]
         probs, embedding = self.classifier.analyse(y)
         order = np.argsort(-probs, kind="stable")
         genres = [self.classifier.genres[i] for i in order]
         # Only the middle excerpt's matches can say what the upload is (their coverage is of it).
         excerpt_start = spans[0][0]   # `searched` puts the middle excerpt first
-        found = halves[0].result() + halves[1].result()
+        found, bpm = excerpt.result()
+        found += halves[0].result() + halves[1].result()
         whole = [f.row for f, start in found
                  if start == excerpt_start and self._is_whole(f, audio.duration_s)]
         same = self._copies(self._by_hash.get(audio.content_hash, [])[:1] + whole)
@@ -283,7 +289,7 @@ class Library:
             genre=genres[0],
             probabilities={g: float(probs[i]) for g, i in zip(genres, order)},
             match=match,
-            recommendations=self._recommend(query, order_for_picks, same + inside, key, bpm.result()),
+            recommendations=self._recommend(query, order_for_picks, same + inside, key, bpm),
             duration_s=audio.duration_s,
             truncated=audio.truncated,
             unsure_reason=self.classifier.unsure(probs, audio.duration_s),
@@ -291,5 +297,5 @@ class Library:
             contains=sorted(contains, key=lambda c: c.start_s),
             picks_genre=order_for_picks[0] if self.scope == "genre" else None,
             key=key,
-            tempo_bpm=bpm.result(),
+            tempo_bpm=bpm,
             searched_s=[(round(float(a) / SAMPLE_RATE, 2), round(float(b) / SAMPLE_RATE, 2)) for a, b in spans])
