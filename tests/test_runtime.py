@@ -15,7 +15,7 @@ from model.audio.features import log_mel_patches
 from model.network.classifier import GenreClassifier, load_backbone
 from model.network.head import HeadInput, new_head
 from model.network.weights import WeightsError
-from model.network.weights import BACKBONE_CHECKPOINTS, DEFAULT_WEIGHTS_DIR, HEAD_INFO_FILE, ONNX_FILE
+from model.network.weights import BACKBONE_CHECKPOINTS, DEFAULT_WEIGHTS_DIR, HEAD_FILE, HEAD_INFO_FILE, ONNX_FILE
 from model.params import MAX_PATCHES, SAMPLE_RATE
 from model.stores.demo_library import write_clips
 from model.stores.ingest import ingest
@@ -128,6 +128,20 @@ def test_the_shipped_export_is_what_the_export_command_writes(exporter, tmp_path
     shipped = onnx.load(str(DEFAULT_WEIGHTS_DIR / ONNX_FILE))
     assert written.graph == shipped.graph and written.metadata_props == shipped.metadata_props
     assert "Music Technology Group" in {p.key: p.value for p in shipped.metadata_props}["licence"]
+
+
+def test_the_shipped_heads_weights_are_stored_in_half_precision_in_both_files():
+    import h5py
+    import onnx
+
+    with h5py.File(DEFAULT_WEIGHTS_DIR / HEAD_FILE) as f:
+        stored: list = []
+        f.visititems(lambda _, item: stored.append(item.dtype) if isinstance(item, h5py.Dataset) else None)
+    assert stored and set(stored) == {np.dtype(np.float16)}
+    graph = onnx.load(str(DEFAULT_WEIGHTS_DIR / ONNX_FILE)).graph
+    kinds = {i.name: onnx.helper.tensor_dtype_to_np_dtype(i.data_type) for i in graph.initializer}
+    assert kinds["head/backend/kernel/half"] == kinds["head/genre/kernel/half"] == np.float16
+    assert "head/backend/kernel" not in kinds   # only the half copy is in the file; it is cast when loaded
 
 
 @pytest.mark.parametrize("change", [

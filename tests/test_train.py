@@ -5,6 +5,7 @@ import csv
 import json
 import shutil
 
+import h5py
 import numpy as np
 import pytest
 
@@ -12,7 +13,7 @@ from conftest import tone, write_audio
 from model.corpus import artist_folds, artist_groups, gtzan_dev
 from model.network.classifier import GenreClassifier
 from model.network.head import SUMMARIES, summarise
-from model.network.weights import BACKBONE_FILE, DEFAULT_WEIGHTS_DIR, HEAD_INFO_FILE
+from model.network.weights import BACKBONE_FILE, DEFAULT_WEIGHTS_DIR, HEAD_FILE, HEAD_INFO_FILE
 from model.params import GENRES
 import model.train
 from model.train import cross_validate, main as train_main
@@ -86,6 +87,12 @@ def test_training_is_deterministic_reports_by_artist_and_writes_a_usable_head(tm
         infos.append(info)
         assert ("fine_tune" in info["training"]) == (recipe == "--fine-tune")
         heads.append(GenreClassifier.load(weights, runtime="keras").network.head.get_weights())
+        # Stored in half precision (half the file), read back into float32.
+        with h5py.File(weights / HEAD_FILE) as f:
+            stored: list = []
+            f.visititems(lambda _, item: stored.append(item.dtype) if isinstance(item, h5py.Dataset) else None)
+        assert set(stored) == {np.dtype(np.float16)} and len(stored) == len(heads[-1])
+        assert {w.dtype for w in heads[-1]} == {np.dtype(np.float32)}
         batch = np.random.default_rng(run).uniform(0, 3, size=(3, 187, 96)).astype(np.float32)
         # The service's ONNX export is written with the head, and computes what the head computes.
         for a, b in zip(*(GenreClassifier.load(weights, runtime=r).analyse_patches(batch) for r in ("onnx", "keras"))):

@@ -96,9 +96,18 @@ class _Graph:
         extreme = self.op("Mul", [kept, self.const(f"{name}/sign", sign[:, None])], f"{name}/extreme_freq")
         return self.batch_norm(self.op("Relu", [extreme], f"{name}/relu"), bn, f"{name}/bn")
 
+    def weight(self, name: str, value: np.ndarray) -> str:
+        """A float32 initialiser, stored as float16 and cast back where that is exact (a head saved in half
+        precision, `atomic_save_weights`): half its bytes in the file; ONNX Runtime casts it once, when it
+        loads the graph (constant folding)."""
+        half = value.astype(np.float16)
+        if not np.array_equal(half.astype(np.float32), value):
+            return self.const(name, value)
+        return self.op("Cast", [self.tensor(f"{name}/half", half)], name, to=TensorProto.FLOAT)
+
     def dense(self, x: str, layer: keras.layers.Dense, name: str) -> str:
         kernel, bias = layer.get_weights()
-        return self.op("Gemm", [x, self.const(f"{name}/kernel", kernel), self.const(f"{name}/bias", bias)], name)
+        return self.op("Gemm", [x, self.weight(f"{name}/kernel", kernel), self.const(f"{name}/bias", bias)], name)
 
 
 def _same_pads(length: int) -> list[int]:

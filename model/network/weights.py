@@ -5,6 +5,8 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from model.atomic import atomic_write
 from model.service.settings import DEFAULT_WEIGHTS_DIR  # noqa: F401  (where the shipped weights live)
 
@@ -29,14 +31,40 @@ def backbone_file(name: str) -> str:
     return f"{BACKBONE_CHECKPOINTS[name].lower()}.weights.h5"
 
 
-def atomic_save_weights(model: keras.Model, target: Path) -> None:
-    """Save Keras weights without ever leaving a half-written file at `target`."""
+def atomic_save_weights(model: keras.Model, target: Path, half: bool = False) -> None:
+    """Save Keras weights without ever leaving a half-written file at `target`; with `half`, each float32
+    array stored as float16 (Keras reads it back into its float32 variables): half the file."""
     # Keras insists on the '.weights.h5' ending, so it writes to a sibling that is then moved in place.
     staging = target.with_name(f".staging.{target.name}")
     model.save_weights(staging, overwrite=True)
+    if half:
+        _store_in_half_precision(staging)
     with atomic_write(target) as f:
         f.write(staging.read_bytes())
     staging.unlink()
+
+
+def _store_in_half_precision(path: Path) -> None:
+    import h5py   # Keras's own weights format
+
+    # Written anew: HDF5 does not give back the space of a dataset deleted in place.
+    half_path = path.with_name(f"{path.name}.half")
+    with h5py.File(path, "r") as source, h5py.File(half_path, "w") as target:
+        target.attrs.update(source.attrs)
+
+        def copy(name: str, item) -> None:
+            if isinstance(item, h5py.Group):
+                target.require_group(name).attrs.update(item.attrs)
+                return
+            value = item[()]
+            if isinstance(value, np.ndarray) and value.dtype == np.float32:
+                value = value.astype(np.float16)
+                if not np.isfinite(value).all():
+                    raise ValueError(f"{path.name}: {name} holds values beyond float16's range")
+            target.create_dataset(name, data=value).attrs.update(item.attrs)
+
+        source.visititems(copy)
+    half_path.replace(path)
 
 
 def file_digest(path: Path) -> str:
