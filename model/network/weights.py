@@ -49,21 +49,25 @@ def _store_in_half_precision(path: Path) -> None:
 
     # Written anew: HDF5 does not give back the space of a dataset deleted in place.
     half_path = path.with_name(f"{path.name}.half")
-    with h5py.File(path, "r") as source, h5py.File(half_path, "w") as target:
-        target.attrs.update(source.attrs)
 
-        def copy(name: str, item) -> None:
-            if isinstance(item, h5py.Group):
-                target.require_group(name).attrs.update(item.attrs)
-                return
-            value = item[()]
-            if isinstance(value, np.ndarray) and value.dtype == np.float32:
-                value = value.astype(np.float16)
-                if not np.isfinite(value).all():
-                    raise ValueError(f"{path.name}: {name} holds values beyond float16's range")
-            target.create_dataset(name, data=value).attrs.update(item.attrs)
+    def copy(name: str, item) -> None:
+        if isinstance(item, h5py.Group):
+            target.require_group(name).attrs.update(item.attrs)
+            return
+        value = item[()]
+        if isinstance(value, np.ndarray) and value.dtype == np.float32:
+            value = value.astype(np.float16)
+            if not np.isfinite(value).all():
+                raise ValueError(f"{path.name}: {name} holds values beyond float16's range")
+        target.create_dataset(name, data=value).attrs.update(item.attrs)
 
-        source.visititems(copy)
+    try:
+        with h5py.File(path, "r") as source, h5py.File(half_path, "w") as target:
+            target.attrs.update(source.attrs)
+            source.visititems(copy)
+    except BaseException:
+        half_path.unlink(missing_ok=True)
+        raise
     half_path.replace(path)
 
 
